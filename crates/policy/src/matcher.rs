@@ -1,0 +1,421 @@
+//! The compiled matcher for the rules of one action.
+//!
+//! Literal host rules live in one finite state transducer keyed by the
+//! reversed literal and an anchor marker, so one walk over the host from its
+//! last byte finds every exact, suffix and domain rule that matches. Contains
+//! rules share an Aho-Corasick automaton, IP rules a table per prefix length,
+//! and only true regexes go to regex sets. Every lookup returns the lowest
+//! rule index that matches, which is the first matching rule in file order.
+
+use std::net::IpAddr;
+
+use aho_corasick::AhoCorasick;
+use fst::raw::{Fst, Node, Output};
+use ipnet::IpNet;
+use regex::{RegexSet, RegexSetBuilder};
+use rustc_hash::FxHashMap;
+
+use crate::pattern::{full_match_regex, Anchor};
+
+/// Key marker: the host equals the literal.
+const EXACT: u8 = 0;
+/// Key marker: the host ends with the literal.
+const SUFFIX: u8 = 1;
+/// Key marker: the host ends with the literal and is longer than it.
+const STRICT_SUFFIX: u8 = 2;
+
+/// Regexes per regex set. Smaller sets compile faster and stay under the
+/// regex crate's size limit; lookups stop at the first set that matches.
+const REGEX_CHUNK: usize = 256;
+
+/// Collects the rules of one action before compilation.
+#[derive(Debug, Default)]
+pub(crate) struct RuleSetBuilder {
+    keys: Vec<(Box<[u8]>, u32)>,
+    contains: Vec<(String, u32)>,
+    regexes: Vec<(String, u32)>,
+    ips: Vec<(IpNet, u32)>,
+}
+
+impl RuleSetBuilder {
+    /// Adds one literal with its anchor. `literal` is canonical: lower case
+    /// and ASCII.
+    pub(crate) fn add_literal(&mut self, anchor: Anchor, literal: &str, rule: u32) {
+        match anchor {
+            Anchor::Exact => self.push_key(literal, "", EXACT, rule),
+            Anchor::Suffix => self.push_key(literal, "", SUFFIX, rule),
+            Anchor::StrictSuffix => self.push_key(literal, "", STRICT_SUFFIX, rule),
+            Anchor::Domain => {
+                self.push_key(literal, "", EXACT, rule);
+                self.push_key(literal, ".", SUFFIX, rule);
+            }
+            Anchor::Contains => self.contains.push((literal.to_owned(), rule)),
+        }
+    }
+
+    /// Adds a true regex, which matches the whole host case-insensitively.
+    pub(crate) fn add_regex(&mut self, regex: &str, rule: u32) {
+        self.regexes.push((full_match_regex(regex), rule));
+    }
+
+    /// Adds an IP address or range.
+    pub(crate) fn add_ip(&mut self, net: IpNet, rule: u32) {
+        self.ips.push((net, rule));
+    }
+
+    /// Stores `dot` + `literal` reversed, then the marker.
+    fn push_key(&mut self, literal: &str, dot: &str, marker: u8, rule: u32) {
+        let mut key = Vec::with_capacity(literal.len() + dot.len() + 1);
+        key.extend(literal.bytes().rev());
+        key.extend(dot.bytes().rev());
+        key.push(marker);
+        self.keys.push((key.into_boxed_slice(), rule));
+    }
+
+    /// Compiles the collected rules. Returns the rule set and the number of
+    /// literal keys that repeated an earlier one.
+    pub(crate) fn build(mut self) -> Result<(RuleSet, usize), String> {
+        self.keys
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let before = self.keys.len();
+        self.keys.dedup_by(|later, earlier| later.0 == earlier.0);
+        let duplicates = before - self.keys.len();
+
+        let literals = if self.keys.is_empty() {
+            None
+        } else {
+            let mut builder = fst::MapBuilder::memory();
+            for (key, rule) in &self.keys {
+                builder
+                    .insert(key, u64::from(*rule))
+                    .map_err(|err| format!("failed to build the literal table: {err}"))?;
+            }
+            let bytes = builder
+                .into_inner()
+                .map_err(|err| format!("failed to build the literal table: {err}"))?;
+            Some(fst::Map::new(bytes).map_err(|err| err.to_string())?)
+        };
+        let set = RuleSet {
+            literals,
+            contains: ContainsTable::build(self.contains)?,
+            regexes: build_regex_chunks(self.regexes)?,
+            ips: IpTable::build(&self.ips),
+        };
+        Ok((set, duplicates))
+    }
+}
+
+/// The compiled rules of one action.
+#[derive(Debug, Default)]
+pub(crate) struct RuleSet {
+    literals: Option<fst::Map<Vec<u8>>>,
+    contains: Option<ContainsTable>,
+    regexes: Vec<RegexChunk>,
+    ips: IpTable,
+}
+
+impl RuleSet {
+    /// The first IP rule (lowest index) whose range contains `ip`.
+    pub(crate) fn first_ip_match(&self, ip: IpAddr) -> Option<u32> {
+        self.ips.first_match(ip)
+    }
+
+    /// The first host rule (lowest index) that matches the canonical `host`.
+    pub(crate) fn first_host_match(&self, host: &str) -> Option<u32> {
+        let mut best = self
+            .literals
+            .as_ref()
+            .and_then(|map| first_literal_match(map.as_fst(), host.as_bytes()));
+        if let Some(contains) = &self.contains {
+            best = min_option(best, contains.first_match(host));
+        }
+        for chunk in &self.regexes {
+            // Chunks are in rule order, so a chunk that starts after the best
+            // match so far cannot improve it, and neither can later ones.
+            if best.is_some_and(|b| b < chunk.first_rule) {
+                break;
+            }
+            if let Some(rule) = chunk.first_match(host) {
+                best = min_option(best, Some(rule));
+                break;
+            }
+        }
+        best
+    }
+
+    /// Bytes held by the literal table, for statistics.
+    pub(crate) fn literal_table_bytes(&self) -> usize {
+        self.literals
+            .as_ref()
+            .map_or(0, |m| m.as_fst().as_bytes().len())
+    }
+}
+
+/// Walks the transducer with the host reversed. After `k` bytes the walk has
+/// matched the host's last `k` bytes, so a key ending there with the suffix
+/// marker matches; at the end the exact marker matches too.
+fn first_literal_match(fst: &Fst<Vec<u8>>, host: &[u8]) -> Option<u32> {
+    let mut node = fst.root();
+    let mut output = Output::zero();
+    let mut best = None;
+    let len = host.len();
+    for consumed in 0..=len {
+        best = min_option(best, marker_match(fst, &node, output, SUFFIX));
+        if consumed < len {
+            best = min_option(best, marker_match(fst, &node, output, STRICT_SUFFIX));
+        } else {
+            best = min_option(best, marker_match(fst, &node, output, EXACT));
+            break;
+        }
+        let Some(index) = node.find_input(host[len - 1 - consumed]) else {
+            break;
+        };
+        let transition = node.transition(index);
+        output = output.cat(transition.out);
+        node = fst.node(transition.addr);
+    }
+    best
+}
+
+fn marker_match(fst: &Fst<Vec<u8>>, node: &Node<'_>, output: Output, marker: u8) -> Option<u32> {
+    let index = node.find_input(marker)?;
+    let transition = node.transition(index);
+    let last = fst.node(transition.addr);
+    let value = output.cat(transition.out).cat(last.final_output()).value();
+    // Values are rule indexes inserted as u32, so they always fit.
+    u32::try_from(value).ok()
+}
+
+fn min_option(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Contains rules (`.*literal.*`) in one Aho-Corasick automaton.
+#[derive(Debug)]
+struct ContainsTable {
+    automaton: AhoCorasick,
+    /// Rule index of each pattern, by pattern id.
+    rules: Vec<u32>,
+}
+
+impl ContainsTable {
+    fn build(mut items: Vec<(String, u32)>) -> Result<Option<ContainsTable>, String> {
+        if items.is_empty() {
+            return Ok(None);
+        }
+        items.sort_unstable();
+        items.dedup_by(|later, earlier| later.0 == earlier.0);
+        let automaton = AhoCorasick::new(items.iter().map(|(literal, _)| literal))
+            .map_err(|err| format!("failed to build the contains table: {err}"))?;
+        let rules = items.into_iter().map(|(_, rule)| rule).collect();
+        Ok(Some(ContainsTable { automaton, rules }))
+    }
+
+    fn first_match(&self, host: &str) -> Option<u32> {
+        self.automaton
+            .find_overlapping_iter(host)
+            .map(|m| self.rules[m.pattern().as_usize()])
+            .min()
+    }
+}
+
+/// Up to [`REGEX_CHUNK`] consecutive regex rules.
+#[derive(Debug)]
+struct RegexChunk {
+    set: RegexSet,
+    rules: Vec<u32>,
+    first_rule: u32,
+}
+
+impl RegexChunk {
+    fn first_match(&self, host: &str) -> Option<u32> {
+        if !self.set.is_match(host) {
+            return None;
+        }
+        // Patterns are in rule order, so the first set index is the lowest rule.
+        self.set.matches(host).iter().next().map(|i| self.rules[i])
+    }
+}
+
+fn build_regex_chunks(regexes: Vec<(String, u32)>) -> Result<Vec<RegexChunk>, String> {
+    let mut chunks = Vec::new();
+    for group in regexes.chunks(REGEX_CHUNK) {
+        build_chunk(group, &mut chunks)?;
+    }
+    Ok(chunks)
+}
+
+/// Builds one regex set, halving the group when the set exceeds the regex
+/// crate's size limit.
+fn build_chunk(group: &[(String, u32)], out: &mut Vec<RegexChunk>) -> Result<(), String> {
+    let patterns = group.iter().map(|(regex, _)| regex.as_str());
+    match RegexSetBuilder::new(patterns).build() {
+        Ok(set) => {
+            out.push(RegexChunk {
+                set,
+                rules: group.iter().map(|(_, rule)| *rule).collect(),
+                first_rule: group[0].1,
+            });
+            Ok(())
+        }
+        Err(err) if group.len() == 1 => Err(format!(
+            "regex {:?} is too large to compile: {err}",
+            group[0].0
+        )),
+        Err(_) => {
+            let (left, right) = group.split_at(group.len() / 2);
+            build_chunk(left, out)?;
+            build_chunk(right, out)
+        }
+    }
+}
+
+/// IP rules: one hash table per prefix length, for IPv4 and IPv6.
+#[derive(Debug, Default)]
+struct IpTable {
+    v4: Vec<(u8, FxHashMap<u32, u32>)>,
+    v6: Vec<(u8, FxHashMap<u128, u32>)>,
+}
+
+impl IpTable {
+    fn build(nets: &[(IpNet, u32)]) -> IpTable {
+        let mut v4: FxHashMap<u8, FxHashMap<u32, u32>> = FxHashMap::default();
+        let mut v6: FxHashMap<u8, FxHashMap<u128, u32>> = FxHashMap::default();
+        for (net, rule) in nets {
+            match net {
+                IpNet::V4(net) => {
+                    let key = u32::from(net.network());
+                    let slot = v4.entry(net.prefix_len()).or_default();
+                    slot.entry(key)
+                        .and_modify(|r| *r = (*r).min(*rule))
+                        .or_insert(*rule);
+                }
+                IpNet::V6(net) => {
+                    let key = u128::from(net.network());
+                    let slot = v6.entry(net.prefix_len()).or_default();
+                    slot.entry(key)
+                        .and_modify(|r| *r = (*r).min(*rule))
+                        .or_insert(*rule);
+                }
+            }
+        }
+        let mut table = IpTable {
+            v4: v4.into_iter().collect(),
+            v6: v6.into_iter().collect(),
+        };
+        table.v4.sort_unstable_by_key(|(len, _)| *len);
+        table.v6.sort_unstable_by_key(|(len, _)| *len);
+        table
+    }
+
+    fn first_match(&self, ip: IpAddr) -> Option<u32> {
+        match ip {
+            IpAddr::V4(ip) => {
+                let bits = u32::from(ip);
+                self.v4
+                    .iter()
+                    .filter_map(|(len, map)| map.get(&(bits & mask_u32(*len))).copied())
+                    .min()
+            }
+            IpAddr::V6(ip) => {
+                let bits = u128::from(ip);
+                self.v6
+                    .iter()
+                    .filter_map(|(len, map)| map.get(&(bits & mask_u128(*len))).copied())
+                    .min()
+            }
+        }
+    }
+}
+
+fn mask_u32(prefix_len: u8) -> u32 {
+    u32::MAX
+        .checked_shl(32 - u32::from(prefix_len))
+        .unwrap_or(0)
+}
+
+fn mask_u128(prefix_len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(prefix_len))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(literals: &[(Anchor, &str)]) -> RuleSet {
+        let mut builder = RuleSetBuilder::default();
+        for (rule, (anchor, literal)) in literals.iter().enumerate() {
+            builder.add_literal(*anchor, literal, rule as u32);
+        }
+        builder.build().unwrap().0
+    }
+
+    #[test]
+    fn literal_anchors_match_as_their_regexes() {
+        let rules = set(&[
+            (Anchor::Exact, "exact.example"),
+            (Anchor::Suffix, "twitter.com"),
+            (Anchor::StrictSuffix, ".strict.example"),
+            (Anchor::Domain, "domain.example"),
+        ]);
+        let cases = [
+            ("exact.example", Some(0)),
+            ("www.exact.example", None),
+            ("twitter.com", Some(1)),
+            ("nottwitter.com", Some(1)),
+            ("twitter.com.evil", None),
+            (".strict.example", None),
+            ("a.strict.example", Some(2)),
+            ("domain.example", Some(3)),
+            ("a.b.domain.example", Some(3)),
+            ("notdomain.example", None),
+        ];
+        for (host, expected) in cases {
+            assert_eq!(rules.first_host_match(host), expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn earliest_rule_wins_across_tables() {
+        let mut builder = RuleSetBuilder::default();
+        builder.add_regex(r".*\.example\.com", 0);
+        builder.add_literal(Anchor::Domain, "example.com", 1);
+        builder.add_literal(Anchor::Contains, "exam", 2);
+        builder.add_literal(Anchor::Exact, "example.com", 3);
+        let rules = builder.build().unwrap().0;
+        assert_eq!(rules.first_host_match("www.example.com"), Some(0));
+        assert_eq!(rules.first_host_match("example.com"), Some(1));
+        assert_eq!(rules.first_host_match("examples.org"), Some(2));
+    }
+
+    #[test]
+    fn duplicate_literals_keep_first_rule() {
+        let mut builder = RuleSetBuilder::default();
+        builder.add_literal(Anchor::Exact, "dup.example", 5);
+        builder.add_literal(Anchor::Exact, "dup.example", 2);
+        let (rules, duplicates) = builder.build().unwrap();
+        assert_eq!(duplicates, 1);
+        assert_eq!(rules.first_host_match("dup.example"), Some(2));
+    }
+
+    #[test]
+    fn ip_table_finds_earliest_containing_range() {
+        let mut builder = RuleSetBuilder::default();
+        builder.add_ip("10.1.2.3/32".parse().unwrap(), 4);
+        builder.add_ip("10.0.0.0/8".parse().unwrap(), 1);
+        builder.add_ip("0.0.0.0/0".parse().unwrap(), 9);
+        builder.add_ip("2001:db8::/32".parse().unwrap(), 3);
+        let rules = builder.build().unwrap().0;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(rules.first_ip_match(ip("10.1.2.3")), Some(1));
+        assert_eq!(rules.first_ip_match(ip("192.0.2.1")), Some(9));
+        assert_eq!(rules.first_ip_match(ip("2001:db8::5")), Some(3));
+        assert_eq!(rules.first_ip_match(ip("2001:db9::5")), None);
+    }
+}

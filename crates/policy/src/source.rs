@@ -1,0 +1,663 @@
+//! List formats: the CSV form `regex,category[,action]`, hosts files, plain
+//! domain lists and IP/CIDR lists, read line by line into rows.
+//!
+//! Every format accepts a UTF-8 BOM, CRLF line ends, blank lines and lines
+//! starting with `#`. A line that cannot be used becomes a [`BadRow`] with its
+//! line number and reason; parsing goes on with the next line.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+
+use crate::host::{self, Host};
+use crate::pattern::{self, Anchor, HostPattern, HostShape};
+
+/// Category given to rows of hosts files, domain lists and IP lists when
+/// their source sets no default category.
+pub const DEFAULT_CATEGORY: &str = "Uncategorized";
+
+/// Names that hosts files map to local addresses; they are never rules.
+const LOCAL_NAMES: [&str; 13] = [
+    "localhost",
+    "localhost.localdomain",
+    "local",
+    "broadcasthost",
+    "ip6-localhost",
+    "ip6-loopback",
+    "ip6-localnet",
+    "ip6-mcastprefix",
+    "ip6-allnodes",
+    "ip6-allrouters",
+    "ip6-allhosts",
+    "0.0.0.0",
+    "127.0.0.1",
+];
+
+/// How many meaningful lines format detection reads.
+const DETECT_LINES: usize = 200;
+
+/// What a rule does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// The request is refused.
+    Block,
+    /// The request is let through, even when a block rule matches too.
+    Allow,
+}
+
+impl Action {
+    /// The lower-case name used in lists and output (`block` or `allow`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Block => "block",
+            Action::Allow => "allow",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Action, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "block" => Ok(Action::Block),
+            "allow" => Ok(Action::Allow),
+            _ => Err(format!("invalid action {s:?}; expected block or allow")),
+        }
+    }
+}
+
+/// The format of a list source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `regex,category[,action]`: the regex must match the whole host or IP.
+    Csv,
+    /// `address host [host...]`: each host is blocked exactly.
+    Hosts,
+    /// One domain per line: the domain and its subdomains. A bare IP address
+    /// is an IP rule, and `*.domain` means the subdomains only.
+    Domains,
+    /// One IP address or CIDR range per line.
+    Ips,
+}
+
+impl Format {
+    /// The name used in configuration and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Hosts => "hosts",
+            Format::Domains => "domains",
+            Format::Ips => "ips",
+        }
+    }
+
+    /// Guesses the format from the file name and the first meaningful lines:
+    /// a `.csv` name or a comma gives CSV, `address host` lines give hosts,
+    /// lines that are all addresses or ranges give IPs, anything else gives
+    /// domains.
+    pub fn detect(name: &str, text: &[u8]) -> Format {
+        if name.to_ascii_lowercase().ends_with(".csv") {
+            return Format::Csv;
+        }
+        let mut all_ips = true;
+        let mut seen = 0;
+        for (_, line) in lines(text).take(DETECT_LINES) {
+            let Ok(line) = std::str::from_utf8(line) else {
+                continue;
+            };
+            seen += 1;
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or_default();
+            if line.contains(',') {
+                return Format::Csv;
+            }
+            if fields.next().is_some() && first.parse::<IpAddr>().is_ok() {
+                return Format::Hosts;
+            }
+            all_ips &= parse_net(strip_inline_comment(first)).is_some();
+        }
+        if seen > 0 && all_ips {
+            Format::Ips
+        } else {
+            Format::Domains
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "csv" => Ok(Format::Csv),
+            "hosts" => Ok(Format::Hosts),
+            "domains" => Ok(Format::Domains),
+            "ips" | "ip" | "cidr" => Ok(Format::Ips),
+            _ => Err(format!(
+                "invalid list format {s:?}; expected csv, hosts, domains or ips"
+            )),
+        }
+    }
+}
+
+/// A row that was skipped, with where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    /// The source name (usually the file path).
+    pub source: String,
+    /// The 1-based line number.
+    pub line: u32,
+    /// The line as written, trimmed.
+    pub text: String,
+    /// Why the row was skipped, with the fix where there is one.
+    pub reason: String,
+}
+
+impl fmt::Display for BadRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {} (row {:?})",
+            self.source, self.line, self.reason, self.text
+        )
+    }
+}
+
+/// One usable rule read from a source, before compilation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row<'a> {
+    pub line: u32,
+    /// The rule as written: the regex, host, domain or address.
+    pub entry: &'a str,
+    /// The row's own category; `None` means the source's default.
+    pub category: Option<&'a str>,
+    pub action: Action,
+    pub kind: RowKind,
+}
+
+/// What a row matches against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RowKind {
+    /// Checked against the destination IP address.
+    Ip(IpNet),
+    /// Checked against the canonical host.
+    Host(HostPattern),
+}
+
+/// Receives the rows of a source as they are parsed.
+pub(crate) trait RowSink {
+    fn row(&mut self, row: Row<'_>);
+    fn bad_row(&mut self, line: u32, text: &str, reason: String);
+    /// Counts a hosts-file entry for a local name, which is not a rule.
+    fn skipped_local(&mut self) {}
+}
+
+/// Parses `text` in `format` and feeds each row to `sink`. Rows without an
+/// action of their own get `default_action`.
+pub(crate) fn parse(
+    text: &[u8],
+    format: Format,
+    default_action: Action,
+    has_default_category: bool,
+    sink: &mut impl RowSink,
+) {
+    for (index, (line_no, raw)) in lines(text).enumerate() {
+        let Ok(line) = std::str::from_utf8(raw) else {
+            let text = String::from_utf8_lossy(raw);
+            sink.bad_row(line_no, &text, "line is not valid UTF-8".to_owned());
+            continue;
+        };
+        match format {
+            Format::Csv => {
+                let first = index == 0;
+                parse_csv_row(
+                    line_no,
+                    line,
+                    first,
+                    default_action,
+                    has_default_category,
+                    sink,
+                )
+            }
+            Format::Hosts => parse_hosts_row(line_no, line, default_action, sink),
+            Format::Domains => parse_domain_row(line_no, line, default_action, sink),
+            Format::Ips => parse_ip_row(line_no, line, default_action, sink),
+        }
+    }
+}
+
+/// Yields each meaningful line with its 1-based number: BOM, CR and
+/// surrounding white space removed, blank and `#` comment lines skipped.
+fn lines(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(|(index, line)| {
+            let line = line.trim_ascii();
+            if line.is_empty() || line.starts_with(b"#") {
+                return None;
+            }
+            Some((u32::try_from(index + 1).unwrap_or(u32::MAX), line))
+        })
+}
+
+fn parse_csv_row(
+    line_no: u32,
+    line: &str,
+    first: bool,
+    default_action: Action,
+    has_default_category: bool,
+    sink: &mut impl RowSink,
+) {
+    let fields = match split_csv(line) {
+        Ok(fields) => fields,
+        Err(reason) => return sink.bad_row(line_no, line, reason),
+    };
+    let field = |i: usize| fields.get(i).map(|f| f.trim()).unwrap_or_default();
+    if fields.len() > 3 {
+        let reason = format!(
+            "expected at most 3 columns (regex,category,action) but found {}; \
+             quote a regex that contains a comma",
+            fields.len()
+        );
+        return sink.bad_row(line_no, line, reason);
+    }
+    if first && is_header(field(0), field(1)) {
+        return;
+    }
+    let regex = field(0);
+    if regex.is_empty() {
+        return sink.bad_row(line_no, line, "empty regex in the first column".to_owned());
+    }
+    let category = Some(field(1)).filter(|c| !c.is_empty());
+    if category.is_none() && !has_default_category {
+        let reason = "empty category; add one in the second column or set a default \
+                      category for this list"
+            .to_owned();
+        return sink.bad_row(line_no, line, reason);
+    }
+    let action = match field(2) {
+        "" => default_action,
+        text => match text.parse() {
+            Ok(action) => action,
+            Err(_) => {
+                let reason = format!(
+                    "invalid action {text:?} in the third column; expected block or allow \
+                     (a regex that contains a comma must be quoted)"
+                );
+                return sink.bad_row(line_no, line, reason);
+            }
+        },
+    };
+    let kind = match csv_ip_row(regex) {
+        Some(net) => RowKind::Ip(net),
+        None => match pattern::classify(regex) {
+            Ok(pattern) => RowKind::Host(pattern),
+            Err(err) => return sink.bad_row(line_no, line, err.to_string()),
+        },
+    };
+    sink.row(Row {
+        line: line_no,
+        entry: regex,
+        category,
+        action,
+        kind,
+    });
+}
+
+/// A CSV row is an IP row when its first column, with `\.` read as `.` and
+/// optional `^`/`$` anchors removed, is an IP address or CIDR range.
+fn csv_ip_row(regex: &str) -> Option<IpNet> {
+    if !regex
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b"\\.:/^$".contains(&b))
+    {
+        return None;
+    }
+    let bare = regex.strip_prefix('^').unwrap_or(regex);
+    let bare = bare.strip_suffix('$').unwrap_or(bare);
+    parse_net(&bare.replace("\\.", "."))
+}
+
+/// A first row that reads `regex,category` (or `pattern`/`host` first) is a
+/// header, which admins' spreadsheets often export.
+fn is_header(first: &str, second: &str) -> bool {
+    let first = first.to_ascii_lowercase();
+    matches!(first.as_str(), "regex" | "pattern" | "host")
+        && second.eq_ignore_ascii_case("category")
+}
+
+/// Splits one CSV line into fields, honouring double quotes (a quoted field
+/// may contain commas, and `""` is a literal quote).
+fn split_csv(line: &str) -> Result<Vec<String>, String> {
+    if line.bytes().filter(|&b| b == b'"').count() % 2 == 1 {
+        return Err("unbalanced double quote; close the quoted field".to_owned());
+    }
+    let mut reader = csv_core::Reader::new();
+    let mut output = vec![0u8; line.len() + 1];
+    let mut ends = [0usize; 8];
+    let (_, _, written, fields) = reader.read_record(line.as_bytes(), &mut output, &mut ends);
+    let (_, _, _, more) = reader.read_record(&[], &mut output[written..], &mut ends[fields..]);
+    let count = fields + more;
+    if count >= ends.len() {
+        return Err(format!(
+            "expected at most 3 columns (regex,category,action) but found {count} or more; \
+             quote a regex that contains a comma"
+        ));
+    }
+    let mut start = 0;
+    let mut out = Vec::with_capacity(count);
+    for &end in &ends[..count] {
+        let field = std::str::from_utf8(&output[start..end]).map_err(|err| err.to_string())?;
+        out.push(field.to_owned());
+        start = end;
+    }
+    Ok(out)
+}
+
+fn parse_hosts_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
+    let line = strip_inline_comment(line);
+    let mut fields = line.split_whitespace();
+    let address = fields.next().unwrap_or_default();
+    if address.parse::<IpAddr>().is_err() {
+        let reason = format!(
+            "unparsable address {address:?}; a hosts file line starts with an IP address \
+             such as 0.0.0.0"
+        );
+        return sink.bad_row(line_no, line, reason);
+    }
+    let mut any = false;
+    for name in fields {
+        any = true;
+        if LOCAL_NAMES.contains(&name.to_ascii_lowercase().as_str()) {
+            sink.skipped_local();
+            continue;
+        }
+        match host_row(line_no, name, Anchor::Exact, action) {
+            Ok(row) => sink.row(row),
+            Err(reason) => sink.bad_row(line_no, line, reason),
+        }
+    }
+    if !any {
+        let reason = "missing host name after the address".to_owned();
+        sink.bad_row(line_no, line, reason);
+    }
+}
+
+fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
+    let entry = strip_inline_comment(line);
+    if entry.split_whitespace().nth(1).is_some() {
+        let reason = "expected one domain per line; use the hosts format for \
+                      `address host` lines"
+            .to_owned();
+        return sink.bad_row(line_no, line, reason);
+    }
+    if let Some(net) = parse_net(entry) {
+        return sink.row(ip_row(line_no, entry, net, action));
+    }
+    let (name, anchor) = match entry.strip_prefix("*.") {
+        Some(rest) => (rest, Anchor::StrictSuffix),
+        None => (entry.strip_prefix('.').unwrap_or(entry), Anchor::Domain),
+    };
+    match host_row(line_no, name, anchor, action) {
+        Ok(mut row) => {
+            row.entry = entry;
+            sink.row(row)
+        }
+        Err(reason) => sink.bad_row(line_no, line, reason),
+    }
+}
+
+fn parse_ip_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
+    let entry = strip_inline_comment(line);
+    match parse_net(entry) {
+        Some(net) => sink.row(ip_row(line_no, entry, net, action)),
+        None => {
+            let reason = format!(
+                "unparsable address {entry:?}; expected an IPv4 or IPv6 address or a CIDR \
+                 range such as 192.0.2.0/24"
+            );
+            sink.bad_row(line_no, line, reason)
+        }
+    }
+}
+
+/// Builds a host row with a fixed anchor from one host name. For a name
+/// that is an IP address the row is an IP row.
+fn host_row(line_no: u32, name: &str, anchor: Anchor, action: Action) -> Result<Row<'_>, String> {
+    let host = Host::parse(name).map_err(|err| err.to_string())?;
+    if let Some(ip) = host.ip() {
+        return Ok(ip_row(line_no, name, IpNet::from(ip), action));
+    }
+    let literal = match anchor {
+        Anchor::StrictSuffix => format!(".{host}"),
+        _ => host.to_string(),
+    };
+    let literals = vec![literal];
+    let regex = pattern::literal_regex(anchor, &literals);
+    Ok(Row {
+        line: line_no,
+        entry: name,
+        category: None,
+        action,
+        kind: RowKind::Host(HostPattern {
+            regex,
+            shape: HostShape::Literals(anchor, literals),
+        }),
+    })
+}
+
+fn ip_row(line_no: u32, entry: &str, net: IpNet, action: Action) -> Row<'_> {
+    Row {
+        line: line_no,
+        entry,
+        category: None,
+        action,
+        kind: RowKind::Ip(net),
+    }
+}
+
+/// Parses an address or CIDR range. Host bits below the prefix are cleared,
+/// and IPv4-mapped IPv6 addresses are unwrapped.
+pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(IpNet::from(host::canonical_ip(ip)));
+    }
+    let net = text.parse::<IpNet>().ok()?;
+    Some(net.trunc())
+}
+
+/// Cuts a trailing `# comment` (hosts, domain and IP lists) or `; comment`
+/// (some IP lists) and trims.
+fn strip_inline_comment(line: &str) -> &str {
+    let end = line.find(['#', ';']).unwrap_or(line.len());
+    line[..end].trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Collect {
+        rows: Vec<(u32, String, Option<String>, Action, RowKind)>,
+        bad: Vec<(u32, String)>,
+        local: usize,
+    }
+
+    impl RowSink for Collect {
+        fn row(&mut self, row: Row<'_>) {
+            let category = row.category.map(str::to_owned);
+            self.rows.push((
+                row.line,
+                row.entry.to_owned(),
+                category,
+                row.action,
+                row.kind,
+            ));
+        }
+        fn bad_row(&mut self, line: u32, _text: &str, reason: String) {
+            self.bad.push((line, reason));
+        }
+        fn skipped_local(&mut self) {
+            self.local += 1;
+        }
+    }
+
+    fn collect(text: &str, format: Format) -> Collect {
+        let mut sink = Collect::default();
+        parse(text.as_bytes(), format, Action::Block, false, &mut sink);
+        sink
+    }
+
+    #[test]
+    fn csv_accepts_bom_crlf_comments_and_quotes() {
+        let text = "\u{feff}regex,category\r\n# note\r\n\r\n.*a\\.com,Gambling\r\n\
+                    \"b{1,2}\\.com\",Adult,allow\r\n";
+        let sink = collect(text, Format::Csv);
+        assert!(sink.bad.is_empty(), "{:?}", sink.bad);
+        let lines: Vec<u32> = sink.rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [4, 5]);
+        assert_eq!(sink.rows[1].1, "b{1,2}\\.com");
+        assert_eq!(sink.rows[1].2.as_deref(), Some("Adult"));
+        assert_eq!(sink.rows[1].3, Action::Allow);
+    }
+
+    #[test]
+    fn csv_ip_rows_are_recognized() {
+        let sink = collect(
+            "203\\.0\\.113\\.7,Malicious\n198.51.100.0/24,Malicious\n",
+            Format::Csv,
+        );
+        let nets: Vec<_> = sink.rows.iter().map(|r| r.4.clone()).collect();
+        assert_eq!(
+            nets,
+            [
+                RowKind::Ip("203.0.113.7/32".parse().unwrap()),
+                RowKind::Ip("198.51.100.0/24".parse().unwrap())
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_bad_rows_name_line_and_reason() {
+        let text = "(open,Gambling\n.*x\\.com,\n.*y\\.com,Adult,maybe\n\
+                    .{1,3}\\.com,Adult\n,Adult\n\"unclosed,Adult\n";
+        let sink = collect(text, Format::Csv);
+        let expected = [
+            (1, "invalid regex: unclosed group"),
+            (2, "empty category"),
+            (3, "invalid action \"maybe\""),
+            (4, "invalid action \"Adult\" in the third column"),
+            (5, "empty regex"),
+            (6, "unbalanced double quote"),
+        ];
+        assert_eq!(sink.bad.len(), expected.len(), "{:?}", sink.bad);
+        for ((line, reason), (want_line, want)) in sink.bad.iter().zip(expected) {
+            assert_eq!(*line, want_line);
+            assert!(reason.contains(want), "line {line}: {reason}");
+        }
+    }
+
+    #[test]
+    fn hosts_file_takes_several_hosts_per_line() {
+        let text = "127.0.0.1  localhost\n::1 localhost\n0.0.0.0 a.example b.example # ads\n\
+                    0.0.0.0 0.0.0.0\nbogus c.example\n";
+        let sink = collect(text, Format::Hosts);
+        let entries: Vec<&str> = sink.rows.iter().map(|r| r.1.as_str()).collect();
+        assert_eq!(entries, ["a.example", "b.example"]);
+        assert_eq!(sink.local, 3);
+        assert_eq!(sink.bad.len(), 1);
+        assert!(sink.bad[0].1.contains("unparsable address \"bogus\""));
+    }
+
+    #[test]
+    fn domain_list_reads_domains_and_addresses() {
+        let text = "Example.COM\n192.0.2.1\n*.wild.example\n.dot.example\nbad domain\nx..y\n";
+        let sink = collect(text, Format::Domains);
+        assert_eq!(sink.rows.len(), 4);
+        assert!(matches!(sink.rows[1].4, RowKind::Ip(_)));
+        let shapes: Vec<_> = sink
+            .rows
+            .iter()
+            .filter_map(|r| match &r.4 {
+                RowKind::Host(p) => Some(p.shape.clone()),
+                RowKind::Ip(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                HostShape::Literals(Anchor::Domain, vec!["example.com".into()]),
+                HostShape::Literals(Anchor::StrictSuffix, vec![".wild.example".into()]),
+                HostShape::Literals(Anchor::Domain, vec!["dot.example".into()]),
+            ]
+        );
+        let bad_lines: Vec<u32> = sink.bad.iter().map(|b| b.0).collect();
+        assert_eq!(bad_lines, [5, 6]);
+    }
+
+    #[test]
+    fn ip_list_reads_addresses_and_ranges() {
+        let text = "192.0.2.1\n10.1.2.3/8 ; note\n2001:db8::/32\n::ffff:198.51.100.9\nnot-an-ip\n";
+        let sink = collect(text, Format::Ips);
+        let nets: Vec<String> = sink
+            .rows
+            .iter()
+            .map(|r| match &r.4 {
+                RowKind::Ip(net) => net.to_string(),
+                RowKind::Host(_) => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            nets,
+            [
+                "192.0.2.1/32",
+                "10.0.0.0/8",
+                "2001:db8::/32",
+                "198.51.100.9/32"
+            ]
+        );
+        assert_eq!(sink.bad.len(), 1);
+        assert_eq!(sink.bad[0].0, 5);
+    }
+
+    #[test]
+    fn invalid_utf8_line_is_a_bad_row() {
+        let mut sink = Collect::default();
+        let text = b"good.example\nbad\xff.example\n";
+        parse(text, Format::Domains, Action::Block, false, &mut sink);
+        assert_eq!(sink.rows.len(), 1);
+        assert_eq!(sink.bad, [(2, "line is not valid UTF-8".to_owned())]);
+    }
+
+    #[test]
+    fn format_detection_reads_content() {
+        let cases = [
+            ("list.csv", "example\\.com\n", Format::Csv),
+            ("list.txt", "# x\n.*a\\.com,Adult\n", Format::Csv),
+            ("hosts", "# x\n0.0.0.0 a.example\n", Format::Hosts),
+            ("ips.txt", "192.0.2.1\n10.0.0.0/8\n", Format::Ips),
+            ("mixed.txt", "192.0.2.1\nexample.com\n", Format::Domains),
+            ("empty.txt", "# nothing\n", Format::Domains),
+        ];
+        for (name, text, expected) in cases {
+            assert_eq!(Format::detect(name, text.as_bytes()), expected, "{name}");
+        }
+    }
+}
