@@ -67,8 +67,8 @@ impl std::fmt::Display for PatternError {
                  because hosts are compared in punycode; write the xn-- form",
             ),
             PatternError::PartialLabel => f.write_str(
-                "non-ASCII text must be a whole label to be converted to punycode; \
-                 start the literal at a dot or write the xn-- form",
+                "non-ASCII text inside a label cannot be converted to punycode; \
+                 match whole labels or write the xn-- form",
             ),
             PatternError::Idna(literal) => write!(
                 f,
@@ -315,21 +315,20 @@ fn contains_look(hir: &Hir) -> bool {
     }
 }
 
-/// Converts a non-ASCII literal to punycode. The part of a suffix before its
-/// first dot is only part of a label, so it must already be ASCII.
+/// Converts a non-ASCII literal to punycode. Punycode cannot express part
+/// of a label, so the first label of a suffix literal is converted as a
+/// whole label: `.*bücher\.de` matches `xn--bcher-kva.de` and its
+/// subdomains, as an admin expects, but not `xbücher.de`.
 fn punycode_literal(literal: &str, anchor: Anchor) -> Result<String, PatternError> {
     let to_ascii =
         |name: &str| host::normalize_name(name).map_err(|_| PatternError::Idna(name.to_owned()));
     match anchor {
         Anchor::Exact | Anchor::Domain => to_ascii(literal),
         Anchor::Contains => Err(PatternError::PartialLabel),
-        Anchor::Suffix | Anchor::StrictSuffix => {
-            let (head, tail) = literal.split_once('.').ok_or(PatternError::PartialLabel)?;
-            if !head.is_ascii() {
-                return Err(PatternError::PartialLabel);
-            }
-            Ok(format!("{}.{}", head.to_ascii_lowercase(), to_ascii(tail)?))
-        }
+        Anchor::Suffix | Anchor::StrictSuffix => match literal.strip_prefix('.') {
+            Some(rest) => Ok(format!(".{}", to_ascii(rest)?)),
+            None => to_ascii(literal),
+        },
     }
 }
 
@@ -454,6 +453,10 @@ mod tests {
             shape(r".*shop\.bücher\.de"),
             literals(Anchor::Suffix, &["shop.xn--bcher-kva.de"])
         );
+        assert_eq!(
+            shape(r".*bücher\.de"),
+            literals(Anchor::Suffix, &["xn--bcher-kva.de"])
+        );
     }
 
     #[test]
@@ -461,7 +464,7 @@ mod tests {
         let cases = [
             (r"(unclosed", "unclosed group at column 1"),
             (r".*bü[a-z]+\.de", "non-ASCII"),
-            (r".*ücher\.de", "whole label"),
+            (r".*bücher.*", "inside a label"),
         ];
         for (regex, expected) in cases {
             let err = classify(regex).unwrap_err().to_string();

@@ -1,0 +1,155 @@
+//! Which lists a command loads: `--list` values, the built-in default list,
+//! and loading them into a policy with bad rows reported on stderr.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::anyhow;
+use webwarden_policy::{Action, BadRow, Format, LoadError, Policy, PolicyBuilder, SourceOptions};
+
+use crate::CliError;
+
+/// The default list, compiled into the binary.
+pub const DEFAULT_LIST: &[u8] = include_bytes!("../../../blacklist.csv");
+
+/// The source name of the default list in verdicts and reports.
+pub const DEFAULT_LIST_NAME: &str = "blacklist.csv (built-in)";
+
+/// How many bad rows are printed before the rest are only counted.
+const PRINTED_BAD_ROWS: usize = 20;
+
+/// The keys of the `key=value` form of a `--list` value.
+const OPTION_KEYS: [&str; 4] = ["path", "format", "category", "action"];
+
+/// One `--list` value: a path, or `key=value` pairs separated by commas
+/// with the keys `path`, `format`, `category` and `action`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListSpec {
+    /// The list file.
+    pub path: PathBuf,
+    /// How to read it.
+    pub options: SourceOptions,
+}
+
+impl FromStr for ListSpec {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<ListSpec, String> {
+        let first_key = value
+            .split(',')
+            .next()
+            .and_then(|pair| pair.split_once('='));
+        if !first_key.is_some_and(|(key, _)| OPTION_KEYS.contains(&key.trim())) {
+            return Ok(ListSpec {
+                path: PathBuf::from(value),
+                options: SourceOptions::default(),
+            });
+        }
+        let mut path = None;
+        let mut options = SourceOptions::default();
+        for pair in value.split(',') {
+            let (key, item) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("expected key=value in list option {pair:?}"))?;
+            match key.trim() {
+                "path" => path = Some(PathBuf::from(item)),
+                "format" => options.format = Some(item.parse::<Format>()?),
+                "category" if item.trim().is_empty() => {
+                    return Err("empty category in list options".to_owned())
+                }
+                "category" => options.category = Some(item.trim().to_owned()),
+                "action" => options.action = item.parse::<Action>()?,
+                other => {
+                    return Err(format!(
+                        "unknown list option {other:?}; expected path, format, category or action"
+                    ))
+                }
+            }
+        }
+        let path = path.ok_or("missing path= in list options")?;
+        Ok(ListSpec { path, options })
+    }
+}
+
+/// Loads the given lists, or the built-in list when there are none.
+///
+/// # Errors
+///
+/// Returns [`CliError::Usage`] when a list cannot be read or strict loading
+/// fails (after printing the bad rows), and [`CliError::Failed`] when the
+/// rules cannot be compiled.
+pub fn load(specs: &[ListSpec], strict: bool) -> Result<Policy, CliError> {
+    let mut builder = PolicyBuilder::new().strict(strict);
+    if specs.is_empty() {
+        builder.add_text(DEFAULT_LIST_NAME, DEFAULT_LIST, &SourceOptions::default());
+    }
+    for spec in specs {
+        builder
+            .add_file(&spec.path, &spec.options)
+            .map_err(|err| CliError::Usage(err.into()))?;
+    }
+    match builder.build() {
+        Ok(policy) => Ok(policy),
+        Err(LoadError::Strict {
+            count, bad_rows, ..
+        }) => {
+            print_bad_rows(&bad_rows, count, "error");
+            Err(CliError::Usage(anyhow!(
+                "{count} bad row(s) in strict mode; no list was loaded, fix the rows above"
+            )))
+        }
+        Err(err) => Err(CliError::Failed(
+            anyhow::Error::new(err).context("failed to load the lists"),
+        )),
+    }
+}
+
+/// Prints up to [`PRINTED_BAD_ROWS`] bad rows to stderr, then a count of
+/// the rest.
+pub fn print_bad_rows(rows: &[BadRow], count: usize, level: &str) {
+    for row in rows.iter().take(PRINTED_BAD_ROWS) {
+        eprintln!("{level}: {row}");
+    }
+    if count > PRINTED_BAD_ROWS {
+        let rest = count - PRINTED_BAD_ROWS;
+        eprintln!("{level}: {rest} more bad row(s) not shown; `webwarden list stats` lists them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_value_is_a_path() {
+        let spec: ListSpec = "lists/hosts.txt".parse().unwrap();
+        assert_eq!(spec.path, PathBuf::from("lists/hosts.txt"));
+        assert_eq!(spec.options, SourceOptions::default());
+    }
+
+    #[test]
+    fn key_value_pairs_set_options() {
+        let spec: ListSpec = "format=domains,category=Gambling,action=allow,path=g.txt"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.path, PathBuf::from("g.txt"));
+        assert_eq!(spec.options.format, Some(Format::Domains));
+        assert_eq!(spec.options.category.as_deref(), Some("Gambling"));
+        assert_eq!(spec.options.action, Action::Allow);
+    }
+
+    #[test]
+    fn bad_options_are_rejected() {
+        let cases = [
+            ("path=a,format=xml", "invalid list format \"xml\""),
+            ("path=a,colour=red", "unknown list option \"colour\""),
+            ("path=a,action=deny", "invalid action \"deny\""),
+            ("path=a,category=", "empty category"),
+            ("format=csv,path", "expected key=value"),
+        ];
+        for (value, expected) in cases {
+            let err = value.parse::<ListSpec>().unwrap_err();
+            assert!(err.contains(expected), "{value}: {err}");
+        }
+    }
+}

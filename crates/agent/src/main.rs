@@ -1,0 +1,89 @@
+//! `webwarden`: the command-line front of the webwarden web filter.
+//!
+//! - `webwarden check`: decides URLs, hosts and IP addresses against lists.
+//! - `webwarden list stats`: reports what list files contain and cost.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod alloc;
+mod check;
+mod lists;
+mod stats;
+
+use lists::ListSpec;
+
+#[global_allocator]
+static ALLOCATOR: alloc::CountingAllocator = alloc::CountingAllocator;
+
+/// Per-workstation web filter.
+#[derive(Debug, Parser)]
+#[command(name = "webwarden", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check URLs, hosts or IP addresses against the lists and print one
+    /// JSON verdict per target.
+    Check(check::CheckArgs),
+    /// Work with list files.
+    #[command(subcommand)]
+    List(ListCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ListCommand {
+    /// Print rule counts by kind and category, bad rows, load time and memory.
+    Stats(stats::StatsArgs),
+}
+
+/// The list options shared by commands that load lists.
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// A list to load (repeatable): a path, with the format detected, or
+    /// `path=FILE,format=csv|hosts|domains|ips,category=NAME,action=block|allow`.
+    /// Without any, the built-in default list is used.
+    #[arg(long = "list", value_name = "LIST")]
+    lists: Vec<ListSpec>,
+    /// Reject a list with any bad row instead of skipping the row.
+    #[arg(long)]
+    strict: bool,
+}
+
+/// How a command failed, which decides the exit status.
+#[derive(Debug)]
+enum CliError {
+    /// Bad arguments or lists the user must fix: exit status 2.
+    Usage(anyhow::Error),
+    /// Anything else: exit status 1.
+    Failed(anyhow::Error),
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(err: std::io::Error) -> CliError {
+        CliError::Failed(err.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::List(ListCommand::Stats(args)) => stats::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Usage(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
