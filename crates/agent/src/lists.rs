@@ -1,5 +1,5 @@
-//! Which lists a command loads: `--list` values, the built-in default list,
-//! and loading them into a policy with bad rows reported on stderr.
+//! List selection for commands: `--list` values, the built-in default list,
+//! and loading both into a policy with bad rows reported on stderr.
 
 use std::path::PathBuf;
 use std::str::FromStr;

@@ -115,12 +115,12 @@ pub(crate) struct RuleSet {
 }
 
 impl RuleSet {
-    /// The first IP rule (lowest index) whose range contains `ip`.
+    /// Returns the first IP rule (lowest index) whose range contains `ip`.
     pub(crate) fn first_ip_match(&self, ip: IpAddr) -> Option<u32> {
         self.ips.first_match(ip)
     }
 
-    /// The first host rule (lowest index) that matches the canonical `host`.
+    /// Returns the first host rule (lowest index) that matches the canonical `host`.
     pub(crate) fn first_host_match(&self, host: &str) -> Option<u32> {
         let mut best = self
             .literals
@@ -152,8 +152,8 @@ impl RuleSet {
 }
 
 /// Walks the transducer with the host reversed. After `k` bytes the walk has
-/// matched the host's last `k` bytes, so a key ending there with the suffix
-/// marker matches; at the end the exact marker matches too.
+/// matched the host's last `k` bytes, so a key that ends there with the suffix
+/// marker matches. At the end of the host the exact marker matches too.
 fn first_literal_match(fst: &Fst<Vec<u8>>, host: &[u8]) -> Option<u32> {
     let mut node = fst.root();
     let mut output = Output::zero();

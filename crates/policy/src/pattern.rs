@@ -3,15 +3,15 @@
 //! Every host rule means "this regex, case-insensitive, matches the whole
 //! canonical host". Most rows are really literals with a fixed anchor
 //! (`.*example\.com`, `(.*\.)?example\.com`, `example\.com`), and those are
-//! served from tables; the classification here must keep the meaning exactly,
-//! which the differential tests check against plain `regex` full matching.
+//! served from tables. The classification must keep the meaning exactly, and
+//! the differential tests check it against plain `regex` full matching.
 
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
 
 use crate::host;
 
-/// How a literal is anchored in the host.
+/// The position of a literal in the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Anchor {
     /// The host equals the literal (`example\.com`).
@@ -29,7 +29,7 @@ pub enum Anchor {
     Contains,
 }
 
-/// What a host rule compiles to.
+/// The compiled form of a host rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostShape {
     /// Served from the literal tables: every literal with the same anchor.
@@ -44,11 +44,11 @@ pub struct HostPattern {
     /// The regex that gives the rule's meaning as a whole-host match, before
     /// the case-insensitive flag and anchors are added.
     pub regex: String,
-    /// How the compiled matcher serves it.
+    /// The table or regex set that serves the rule.
     pub shape: HostShape,
 }
 
-/// Why a regex row cannot be used.
+/// The reason a regex row cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PatternError {
     Syntax(String),
@@ -283,8 +283,8 @@ fn dot_repeat(hir: &Hir) -> Option<u32> {
     Some(rep.min)
 }
 
-/// Whether `hir` matches any character except possibly `\n`, which never
-/// occurs in a host.
+/// Checks that `hir` matches any character except possibly `\n`, which
+/// never occurs in a host.
 fn is_any_char(hir: &Hir) -> bool {
     let HirKind::Class(class) = hir.kind() else {
         return false;
@@ -344,7 +344,7 @@ pub fn full_match_regex(regex: &str) -> String {
     format!("(?i)^(?:{regex})$")
 }
 
-/// A one-line reason from a regex-syntax error, with the column.
+/// Formats a regex-syntax error as a one-line reason with the column.
 fn syntax_reason(err: &regex_syntax::Error) -> String {
     match err {
         regex_syntax::Error::Parse(err) => {
