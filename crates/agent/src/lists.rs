@@ -21,87 +21,141 @@ const PRINTED_BAD_ROWS: usize = 20;
 /// The keys of the `key=value` form of a `--list` value.
 const OPTION_KEYS: [&str; 4] = ["path", "format", "category", "action"];
 
-/// One `--list` value: a path, or `key=value` pairs separated by commas
-/// with the keys `path`, `format`, `category` and `action`.
+/// The `--list` value that names the built-in default list.
+pub const BUILTIN: &str = "builtin";
+
+/// One `--list` value: `builtin`, a path, or `key=value` pairs separated by
+/// commas with the keys `path`, `format`, `category` and `action`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListSpec {
-    /// The list file.
-    pub path: PathBuf,
+    /// The list file, or `None` for the built-in list.
+    pub path: Option<PathBuf>,
     /// How to read it.
     pub options: SourceOptions,
+}
+
+impl ListSpec {
+    /// The built-in default list.
+    pub fn builtin() -> ListSpec {
+        ListSpec {
+            path: None,
+            options: SourceOptions::default(),
+        }
+    }
 }
 
 impl FromStr for ListSpec {
     type Err = String;
 
     fn from_str(value: &str) -> Result<ListSpec, String> {
+        if value.trim().is_empty() {
+            return Err("empty list path; give a file path or `builtin`".to_owned());
+        }
+        if value == BUILTIN {
+            return Ok(ListSpec::builtin());
+        }
         let first_key = value
             .split(',')
             .next()
             .and_then(|pair| pair.split_once('='));
         if !first_key.is_some_and(|(key, _)| OPTION_KEYS.contains(&key.trim())) {
             return Ok(ListSpec {
-                path: PathBuf::from(value),
+                path: Some(PathBuf::from(value)),
                 options: SourceOptions::default(),
             });
         }
-        let mut path = None;
-        let mut options = SourceOptions::default();
-        for pair in value.split(',') {
-            let (key, item) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("expected key=value in list option {pair:?}"))?;
-            match key.trim() {
-                "path" => path = Some(PathBuf::from(item)),
-                "format" => options.format = Some(item.parse::<Format>()?),
-                "category" if item.trim().is_empty() => {
-                    return Err("empty category in list options".to_owned())
-                }
-                "category" => options.category = Some(item.trim().to_owned()),
-                "action" => options.action = item.parse::<Action>()?,
-                other => {
-                    return Err(format!(
-                        "unknown list option {other:?}; expected path, format, category or action"
-                    ))
-                }
+        parse_options(value)
+    }
+}
+
+/// Parses the `key=value,...` form of a `--list` value.
+fn parse_options(value: &str) -> Result<ListSpec, String> {
+    let mut path = None;
+    let mut options = SourceOptions::default();
+    let mut seen = Vec::new();
+    for pair in value.split(',') {
+        let (key, item) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value in list option {pair:?}"))?;
+        let key = key.trim();
+        if seen.contains(&key) {
+            return Err(format!("list option {key:?} is given twice"));
+        }
+        seen.push(key);
+        if item.trim().is_empty() {
+            return Err(format!("empty {key}= in list options"));
+        }
+        match key {
+            "path" => path = Some(PathBuf::from(item)),
+            "format" => options.format = Some(item.parse::<Format>()?),
+            "category" => options.category = Some(item.trim().to_owned()),
+            "action" => options.action = item.parse::<Action>()?,
+            other => {
+                return Err(format!(
+                    "unknown list option {other:?}; expected path, format, category or action"
+                ))
             }
         }
-        let path = path.ok_or("missing path= in list options")?;
-        Ok(ListSpec { path, options })
     }
+    let path = path.ok_or("missing path= in list options")?;
+    Ok(ListSpec {
+        path: Some(path),
+        options,
+    })
 }
 
 /// Loads the given lists, or the built-in list when there are none.
 ///
 /// # Errors
 ///
-/// Returns [`CliError::Usage`] when a list cannot be read or strict loading
-/// fails (after printing the bad rows), and [`CliError::Failed`] when the
-/// rules cannot be compiled.
+/// Returns [`CliError::Usage`] when a list cannot be read, has no usable
+/// rows, or fails strict loading (after printing the bad rows), and
+/// [`CliError::Failed`] when the rules cannot be compiled.
 pub fn load(specs: &[ListSpec], strict: bool) -> Result<Policy, CliError> {
     let mut builder = PolicyBuilder::new().strict(strict);
-    if specs.is_empty() {
-        builder.add_text(DEFAULT_LIST_NAME, DEFAULT_LIST, &SourceOptions::default());
-    }
+    let builtin = [ListSpec::builtin()];
+    let specs = if specs.is_empty() {
+        &builtin[..]
+    } else {
+        specs
+    };
     for spec in specs {
-        builder
-            .add_file(&spec.path, &spec.options)
-            .map_err(|err| CliError::Usage(err.into()))?;
-    }
-    match builder.build() {
-        Ok(policy) => Ok(policy),
-        Err(LoadError::Strict {
-            count, bad_rows, ..
-        }) => {
-            print_bad_rows(&bad_rows, count, "error");
-            Err(CliError::Usage(anyhow!(
-                "{count} bad row(s) in strict mode; no list was loaded, fix the rows above"
-            )))
+        match &spec.path {
+            None => {
+                builder.add_text(DEFAULT_LIST_NAME, DEFAULT_LIST, &spec.options);
+            }
+            Some(path) => {
+                builder
+                    .add_file(path, &spec.options)
+                    .map_err(|err| CliError::Usage(err.into()))?;
+            }
         }
-        Err(err) => Err(CliError::Failed(
-            anyhow::Error::new(err).context("failed to load the lists"),
-        )),
     }
+    let policy = builder.build().map_err(|err| match err {
+        LoadError::Strict {
+            count, bad_rows, ..
+        } => {
+            print_bad_rows(&bad_rows, count, "error");
+            CliError::Usage(anyhow!(
+                "{count} bad row(s) in strict mode; no list was loaded, fix the rows above"
+            ))
+        }
+        LoadError::NoUsableRows {
+            bad_rows,
+            ref bad_row_list,
+            ..
+        } => {
+            print_bad_rows(bad_row_list, bad_rows, "error");
+            CliError::Usage(err.into())
+        }
+        err => CliError::Failed(anyhow::Error::new(err).context("failed to load the lists")),
+    })?;
+    for source in policy.sources() {
+        if source.rules.total() == 0 {
+            eprintln!("warning: list {} contains no rules", source.name);
+        }
+    }
+    Ok(policy)
 }
 
 /// Prints up to [`PRINTED_BAD_ROWS`] bad rows to stderr, then a count of
@@ -123,7 +177,8 @@ mod tests {
     #[test]
     fn plain_value_is_a_path() {
         let spec: ListSpec = "lists/hosts.txt".parse().unwrap();
-        assert_eq!(spec.path, PathBuf::from("lists/hosts.txt"));
+        assert_eq!(spec.path, Some(PathBuf::from("lists/hosts.txt")));
+        assert_eq!("builtin".parse::<ListSpec>().unwrap(), ListSpec::builtin());
         assert_eq!(spec.options, SourceOptions::default());
     }
 
@@ -132,7 +187,7 @@ mod tests {
         let spec: ListSpec = "format=domains,category=Gambling,action=allow,path=g.txt"
             .parse()
             .unwrap();
-        assert_eq!(spec.path, PathBuf::from("g.txt"));
+        assert_eq!(spec.path, Some(PathBuf::from("g.txt")));
         assert_eq!(spec.options.format, Some(Format::Domains));
         assert_eq!(spec.options.category.as_deref(), Some("Gambling"));
         assert_eq!(spec.options.action, Action::Allow);
@@ -144,8 +199,11 @@ mod tests {
             ("path=a,format=xml", "invalid list format \"xml\""),
             ("path=a,colour=red", "unknown list option \"colour\""),
             ("path=a,action=deny", "invalid action \"deny\""),
-            ("path=a,category=", "empty category"),
+            ("path=a,category=", "empty category="),
             ("format=csv,path", "expected key=value"),
+            ("path=a,path=b", "\"path\" is given twice"),
+            ("path=,format=csv", "empty path="),
+            ("", "empty list path"),
         ];
         for (value, expected) in cases {
             let err = value.parse::<ListSpec>().unwrap_err();

@@ -44,7 +44,8 @@ enum ListCommand {
 /// The list options shared by commands that load lists.
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// A list to load (repeatable): a path, with the format detected, or
+    /// A list to load (repeatable): `builtin` for the built-in default list,
+    /// a path with the format detected, or
     /// `path=FILE,format=csv|hosts|domains|ips,category=NAME,action=block|allow`.
     /// Without any, the built-in default list is used.
     #[arg(long = "list", value_name = "LIST")]

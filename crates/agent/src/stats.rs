@@ -14,8 +14,9 @@ use crate::{alloc, lists, CliError, ListSpec};
 /// Arguments of `webwarden list stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// List files, as for `--list` (a path or key=value options).
-    #[arg(value_name = "LIST", required = true)]
+    /// Lists, as for `--list`: `builtin`, a path, or key=value options.
+    /// Without any, the built-in default list.
+    #[arg(value_name = "LIST")]
     files: Vec<ListSpec>,
     /// Reject the lists when any row is bad.
     #[arg(long)]

@@ -250,3 +250,63 @@ fn list_stats_counts_rules_by_kind() {
     assert!(text.contains("load time:"), "{text}");
     assert!(text.contains(&format!("{csv}:7: invalid regex")), "{text}");
 }
+
+#[test]
+fn builtin_list_combines_with_own_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let allow = write_file(
+        dir.path(),
+        "allow.csv",
+        b"(.*\\.)?pastebin\\.com,Paste and Code Sharing,allow\n",
+    );
+    let output = webwarden(
+        &[
+            "check",
+            "--list",
+            &allow,
+            "--list",
+            "builtin",
+            "pastebin.com",
+            "www.4399.com",
+        ],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let lines = json_lines(&output);
+    assert_eq!(lines[0]["action"], "allow");
+    assert_eq!(lines[0]["source"], allow.as_str());
+    assert_eq!(lines[1]["action"], "block");
+    assert_eq!(lines[1]["source"], "blacklist.csv (built-in)");
+}
+
+#[test]
+fn list_without_usable_rows_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = write_file(
+        dir.path(),
+        "hosts.txt",
+        b"0.0.0.0 a.example\n0.0.0.0 b.example\n",
+    );
+    let spec = format!("path={hosts},format=csv");
+    let output = webwarden(&["check", "--list", &spec, "a.example"], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let err = stderr(&output);
+    assert!(err.contains("looks like a hosts file line"), "{err}");
+    assert!(err.contains("has no usable rows"), "{err}");
+
+    let empty = write_file(dir.path(), "empty.txt", b"# nothing yet\n");
+    let output = webwarden(&["check", "--list", &empty, "a.example"], "");
+    assert!(output.status.success());
+    assert!(stderr(&output).contains("contains no rules"));
+}
+
+#[test]
+fn list_stats_defaults_to_builtin_list() {
+    let output = webwarden(&["list", "stats", "--json"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["sources"][0]["name"], "blacklist.csv (built-in)");
+    assert_eq!(report["bad_row_count"], 0);
+    assert!(report["total"]["total"].as_u64().unwrap() > 200);
+}

@@ -46,6 +46,21 @@ pub enum LoadError {
     /// The rules could not be compiled (for example a regex set too large).
     #[error("failed to compile the list: {0}")]
     Compile(String),
+    /// Every row of a source was bad, which usually means a wrong format.
+    #[error(
+        "list {source_name} has no usable rows: all {bad_rows} row(s) are bad as format {format}; \
+         check the format (set format= explicitly) and the rows reported"
+    )]
+    NoUsableRows {
+        /// The source name.
+        source_name: String,
+        /// The format the rows were read as.
+        format: Format,
+        /// How many rows were bad.
+        bad_rows: usize,
+        /// The bad rows kept for reporting (at most [`MAX_KEPT_BAD_ROWS`]).
+        bad_row_list: Vec<BadRow>,
+    },
     /// More rules or rule text than the compact rule table can index.
     #[error("the lists hold more than {max} rules or bytes of rule text; split them")]
     TooLarge {
@@ -234,6 +249,18 @@ impl PolicyBuilder {
                 count: self.bad_row_count,
                 first: Box::new(self.bad_rows[0].clone()),
                 bad_rows: self.bad_rows,
+            });
+        }
+        if let Some(source) = self
+            .sources
+            .iter()
+            .find(|s| s.rules.total() == 0 && s.bad_rows > 0)
+        {
+            return Err(LoadError::NoUsableRows {
+                source_name: source.name.clone(),
+                format: source.format,
+                bad_rows: source.bad_rows,
+                bad_row_list: self.bad_rows,
             });
         }
         let (allow, allow_duplicates) = self.allow.build().map_err(LoadError::Compile)?;

@@ -114,16 +114,20 @@ impl Format {
             let Ok(line) = std::str::from_utf8(line) else {
                 continue;
             };
-            seen += 1;
-            let mut fields = line.split_whitespace();
-            let first = fields.next().unwrap_or_default();
             if line.contains(',') {
                 return Format::Csv;
             }
+            let line = strip_inline_comment(line);
+            if line.is_empty() {
+                continue;
+            }
+            seen += 1;
+            let mut fields = line.split_whitespace();
+            let first = fields.next().unwrap_or_default();
             if fields.next().is_some() && first.parse::<IpAddr>().is_ok() {
                 return Format::Hosts;
             }
-            all_ips &= parse_net(strip_inline_comment(first)).is_some();
+            all_ips &= parse_net(first).is_some();
         }
         if seen > 0 && all_ips {
             Format::Ips
@@ -286,10 +290,19 @@ fn parse_csv_row(
     }
     let category = Some(field(1)).filter(|c| !c.is_empty());
     if category.is_none() && !has_default_category {
-        let reason = "empty category; add one in the second column or set a default \
-                      category for this list"
-            .to_owned();
-        return sink.bad_row(line_no, line, reason);
+        let looks_like_hosts = fields.len() == 1
+            && regex
+                .split_whitespace()
+                .next()
+                .is_some_and(|first| first.parse::<IpAddr>().is_ok());
+        let reason = if looks_like_hosts {
+            "empty category, and the row looks like a hosts file line; load this list \
+             with format=hosts"
+        } else {
+            "empty category; add one in the second column or set a default category \
+             for this list"
+        };
+        return sink.bad_row(line_no, line, reason.to_owned());
     }
     let action = match field(2) {
         "" => default_action,
@@ -372,6 +385,9 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
 
 fn parse_hosts_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
     let line = strip_inline_comment(line);
+    if line.is_empty() {
+        return;
+    }
     let mut fields = line.split_whitespace();
     let address = fields.next().unwrap_or_default();
     if address.parse::<IpAddr>().is_err() {
@@ -401,6 +417,14 @@ fn parse_hosts_row(line_no: u32, line: &str, action: Action, sink: &mut impl Row
 
 fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
     let entry = strip_inline_comment(line);
+    if entry.is_empty() {
+        return;
+    }
+    if entry.contains('/') {
+        let reason =
+            "expected a domain but found a URL or path; write only the host name".to_owned();
+        return sink.bad_row(line_no, line, reason);
+    }
     if entry.split_whitespace().nth(1).is_some() {
         let reason = "expected one domain per line; use the hosts format for \
                       `address host` lines"
@@ -425,6 +449,9 @@ fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl Ro
 
 fn parse_ip_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
     let entry = strip_inline_comment(line);
+    if entry.is_empty() {
+        return;
+    }
     match parse_net(entry) {
         Some(net) => sink.row(ip_row(line_no, entry, net, action)),
         None => {
@@ -588,7 +615,8 @@ mod tests {
 
     #[test]
     fn domain_list_reads_domains_and_addresses() {
-        let text = "Example.COM\n192.0.2.1\n*.wild.example\n.dot.example\nbad domain\nx..y\n";
+        let text = "Example.COM\n192.0.2.1\n*.wild.example\n.dot.example\nbad domain\nx..y\n\
+                    http://url.example/path\n";
         let sink = collect(text, Format::Domains);
         assert_eq!(sink.rows.len(), 4);
         assert!(matches!(sink.rows[1].4, RowKind::Ip(_)));
@@ -609,12 +637,13 @@ mod tests {
             ]
         );
         let bad_lines: Vec<u32> = sink.bad.iter().map(|b| b.0).collect();
-        assert_eq!(bad_lines, [5, 6]);
+        assert_eq!(bad_lines, [5, 6, 7]);
+        assert!(sink.bad[2].1.contains("found a URL"));
     }
 
     #[test]
     fn ip_list_reads_addresses_and_ranges() {
-        let text = "192.0.2.1\n10.1.2.3/8 ; note\n2001:db8::/32\n::ffff:198.51.100.9\nnot-an-ip\n";
+        let text = "192.0.2.1\n10.1.2.3/8 ; note\n; comment\n2001:db8::/32\n::ffff:198.51.100.9\nnot-an-ip\n";
         let sink = collect(text, Format::Ips);
         let nets: Vec<String> = sink
             .rows
@@ -634,7 +663,7 @@ mod tests {
             ]
         );
         assert_eq!(sink.bad.len(), 1);
-        assert_eq!(sink.bad[0].0, 5);
+        assert_eq!(sink.bad[0].0, 6);
     }
 
     #[test]
@@ -653,6 +682,11 @@ mod tests {
             ("list.txt", "# x\n.*a\\.com,Adult\n", Format::Csv),
             ("hosts", "# x\n0.0.0.0 a.example\n", Format::Hosts),
             ("ips.txt", "192.0.2.1\n10.0.0.0/8\n", Format::Ips),
+            (
+                "ips.txt",
+                "; note\n192.0.2.1 # inline\n10.0.0.0/8 ; x\n",
+                Format::Ips,
+            ),
             ("mixed.txt", "192.0.2.1\nexample.com\n", Format::Domains),
             ("empty.txt", "# nothing\n", Format::Domains),
         ];
