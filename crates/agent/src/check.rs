@@ -46,8 +46,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, CliError> {
     let mut out = io::stdout().lock();
     let mut invalid = 0usize;
     if args.targets.is_empty() {
-        for line in io::stdin().lock().lines() {
-            let line = line?;
+        // Lines are read as bytes so that one line of invalid UTF-8 becomes
+        // an invalid target instead of ending the run.
+        for line in io::stdin().lock().split(b'\n') {
+            let line = String::from_utf8_lossy(&line?).into_owned();
             let input = line.trim();
             if input.is_empty() || input.starts_with('#') {
                 continue;

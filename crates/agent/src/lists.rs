@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::anyhow;
-use webwarden_policy::{Action, BadRow, Format, LoadError, Policy, PolicyBuilder, SourceOptions};
+use webwarden_policy::{
+    Action, BadRow, Format, LoadError, Policy, PolicyBuilder, SourceOptions, MAX_KEPT_BAD_ROWS,
+};
 
 use crate::CliError;
 
@@ -166,7 +168,10 @@ pub fn print_bad_rows(rows: &[BadRow], count: usize, level: &str) {
     }
     if count > PRINTED_BAD_ROWS {
         let rest = count - PRINTED_BAD_ROWS;
-        eprintln!("{level}: {rest} more bad row(s) not shown; `webwarden list stats` lists them");
+        eprintln!(
+            "{level}: {rest} more bad row(s) not shown; `webwarden list stats LIST` shows \
+             up to {MAX_KEPT_BAD_ROWS}"
+        );
     }
 }
 

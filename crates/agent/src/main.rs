@@ -70,6 +70,13 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// Checks whether the error is a closed output pipe (`webwarden ... | head`),
+/// which ends the command quietly, as other command-line tools do.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -82,6 +89,7 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }
+        Err(CliError::Failed(err)) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(CliError::Failed(err)) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

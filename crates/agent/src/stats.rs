@@ -147,7 +147,7 @@ fn write_text(out: &mut impl Write, report: &Report<'_>) -> io::Result<()> {
     for (name, count) in &report.categories {
         writeln!(out, "  {name:<38} {count:>9}")?;
     }
-    writeln!(out, "\nduplicate entries: {}", report.duplicates)?;
+    writeln!(out, "\nduplicate rules: {}", report.duplicates)?;
     writeln!(out, "bad rows: {}", report.bad_row_count)?;
     for row in &report.bad_rows {
         writeln!(out, "  {row}")?;

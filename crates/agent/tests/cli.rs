@@ -310,3 +310,22 @@ fn list_stats_defaults_to_builtin_list() {
     assert_eq!(report["bad_row_count"], 0);
     assert!(report["total"]["total"].as_u64().unwrap() > 200);
 }
+
+#[test]
+fn invalid_utf8_on_stdin_is_one_bad_target() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webwarden"))
+        .arg("check")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: &[u8] = b"bad\xff.example\npastebin.com\n";
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0]["error"].is_string());
+    assert_eq!(lines[1]["action"], "block");
+}

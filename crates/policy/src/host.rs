@@ -56,7 +56,7 @@ pub enum HostError {
         host: String,
     },
     /// The last label is numeric, so the host reads as an IPv4 address, but
-    /// it is not a valid dotted-quad address.
+    /// it is not a valid one.
     #[error("host {host:?} ends in a numeric label but is not a valid IPv4 address")]
     NumericName {
         /// The host as given.
@@ -122,12 +122,21 @@ impl Host {
             })?;
             return Ok(Host::from_ip(IpAddr::V6(ip)));
         }
-        let name = normalize_name(raw)?;
-        match name.parse::<IpAddr>() {
-            Ok(ip) => Ok(Host::from_ip(ip)),
-            Err(_) => Ok(Host {
-                text: name,
+        let trimmed = raw.strip_suffix('.').unwrap_or(raw);
+        if !ends_in_number(trimmed) {
+            return Ok(Host {
+                text: normalize_name(raw)?,
                 ip: None,
+            });
+        }
+
+        // A name whose last label is a number is an IPv4 address in any of
+        // the forms browsers accept (`127.1`, `0x7f000001`), as the URL
+        // standard's host parser reads it.
+        match url::Host::parse(trimmed) {
+            Ok(url::Host::Ipv4(ip)) => Ok(Host::from_ip(IpAddr::V4(ip))),
+            _ => Err(HostError::NumericName {
+                host: raw.to_owned(),
             }),
         }
     }
@@ -191,7 +200,7 @@ impl Target {
         if input.is_empty() {
             return Err(HostError::Empty);
         }
-        if input.contains("://") {
+        if has_scheme(input) {
             return parse_url(input, input);
         }
         if input.contains('/') {
@@ -286,16 +295,23 @@ fn check_name(name: &str, raw: &str) -> Result<(), HostError> {
         }
     }
 
-    // A name whose last label is all digits is read as an IPv4 address by
-    // browsers, so anything but a valid dotted quad is rejected.
-    let last = name.rsplit('.').next().unwrap_or(name);
-    let numeric = last.bytes().all(|b| b.is_ascii_digit());
-    if numeric && name.parse::<std::net::Ipv4Addr>().is_err() {
+    if ends_in_number(name) {
         return Err(HostError::NumericName {
             host: raw.to_owned(),
         });
     }
     Ok(())
+}
+
+/// Checks whether the last label is a number (decimal, or hexadecimal with
+/// `0x`), which makes browsers read the whole host as an IPv4 address.
+fn ends_in_number(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
+    }
 }
 
 /// Whether `c` may appear in a canonical host name. Underscores are accepted
@@ -317,6 +333,18 @@ fn parse_url(url_text: &str, input: &str) -> Result<Target, HostError> {
         None => return Err(HostError::Empty),
     };
     Ok(Target::new(host, port))
+}
+
+/// Checks whether the input starts with a URL scheme and a slash
+/// (`https:/`, `ftp://`), unlike `host:port/path`.
+fn has_scheme(input: &str) -> bool {
+    let Some((scheme, rest)) = input.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    let valid_scheme = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    valid_scheme && rest.starts_with('/')
 }
 
 /// Splits `host:port` and `[v6]:port`. Bare IPv6 (several colons, no
@@ -386,6 +414,25 @@ mod tests {
     }
 
     #[test]
+    fn numeric_hosts_read_as_browsers_do() {
+        let cases = [
+            ("1.2.3", "1.2.0.3"),
+            ("127.1", "127.0.0.1"),
+            ("0x7f000001", "127.0.0.1"),
+            ("10.0.0.0x1", "10.0.0.1"),
+            ("http://0x7f000001/", "127.0.0.1"),
+            ("192.0.2.1.", "192.0.2.1"),
+        ];
+        for (input, expected) in cases {
+            let target = Target::parse(input).unwrap();
+            assert_eq!(target.host().as_str(), expected, "{input}");
+            assert_eq!(target.ip(), Some(expected.parse().unwrap()), "{input}");
+        }
+        assert_eq!(host("https:/www.example.com/x"), "www.example.com");
+        assert_eq!(host("localhost:8080/path"), "localhost");
+    }
+
+    #[test]
     fn ipv4_mapped_ipv6_is_unwrapped() {
         let target = Target::parse("[::ffff:192.0.2.7]:80").unwrap();
         assert_eq!(target.host().as_str(), "192.0.2.7");
@@ -404,8 +451,8 @@ mod tests {
             ("a..b.com", "empty label"),
             (".example.com", "empty label"),
             ("*.example.com", "not allowed in a host name"),
-            ("1.2.3", "not a valid IPv4 address"),
             ("300.1.1.1", "not a valid IPv4 address"),
+            ("1.2.3.4.5", "not a valid IPv4 address"),
             ("[2001:db8::1", "not a valid IPv6 address"),
             ("2001:db8:::1", "not a valid IPv6 address"),
             ("example.com:http", "invalid port"),

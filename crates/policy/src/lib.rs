@@ -34,7 +34,7 @@ pub mod source;
 
 pub use host::{Host, HostError, Target};
 pub use naive::NaiveMatcher;
-pub use pattern::full_match_regex;
+pub use pattern::{compile_rule_regex, full_match_regex};
 pub use policy::{
     KindCounts, LoadError, MatchedOn, MatchedRule, Policy, PolicyBuilder, SourceOptions,
     SourceSummary, Verdict, MAX_KEPT_BAD_ROWS,

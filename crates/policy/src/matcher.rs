@@ -12,10 +12,10 @@ use std::net::IpAddr;
 use aho_corasick::AhoCorasick;
 use fst::raw::{Fst, Node, Output};
 use ipnet::IpNet;
-use regex::{RegexSet, RegexSetBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 use rustc_hash::FxHashMap;
 
-use crate::pattern::{full_match_regex, Anchor};
+use crate::pattern::{full_match_regex, Anchor, REGEX_SIZE_LIMIT};
 
 /// Key marker: the host equals the literal.
 const EXACT: u8 = 0;
@@ -73,13 +73,18 @@ impl RuleSetBuilder {
     }
 
     /// Compiles the collected rules. Returns the rule set and the number of
-    /// literal keys that repeated an earlier one.
+    /// duplicate rules: literal, contains and IP rules whose every entry
+    /// repeats an entry of an earlier rule, so they can never decide.
     pub(crate) fn build(mut self) -> Result<(RuleSet, usize), String> {
+        let mut candidates: Vec<u32> = self.keys.iter().map(|k| k.1).collect();
+        candidates.extend(self.contains.iter().map(|c| c.1));
+        candidates.extend(self.ips.iter().map(|i| i.1));
+        candidates.sort_unstable();
+        candidates.dedup();
+
         self.keys
             .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        let before = self.keys.len();
         self.keys.dedup_by(|later, earlier| later.0 == earlier.0);
-        let duplicates = before - self.keys.len();
 
         let literals = if self.keys.is_empty() {
             None
@@ -101,7 +106,13 @@ impl RuleSetBuilder {
             regexes: build_regex_chunks(self.regexes)?,
             ips: IpTable::build(&self.ips),
         };
-        Ok((set, duplicates))
+
+        let mut deciding: Vec<u32> = self.keys.iter().map(|k| k.1).collect();
+        deciding.extend(set.contains.iter().flat_map(|c| c.rules.iter().copied()));
+        deciding.extend(set.ips.rules());
+        deciding.sort_unstable();
+        deciding.dedup();
+        Ok((set, candidates.len() - deciding.len()))
     }
 }
 
@@ -181,6 +192,9 @@ fn marker_match(fst: &Fst<Vec<u8>>, node: &Node<'_>, output: Output, marker: u8)
     let index = node.find_input(marker)?;
     let transition = node.transition(index);
     let last = fst.node(transition.addr);
+    if !last.is_final() {
+        return None;
+    }
     let value = output.cat(transition.out).cat(last.final_output()).value();
     // Values are rule indexes inserted as u32, so they always fit.
     u32::try_from(value).ok()
@@ -233,6 +247,7 @@ struct RegexChunk {
 
 impl RegexChunk {
     fn first_match(&self, host: &str) -> Option<u32> {
+        let host = host.as_bytes();
         if !self.set.is_match(host) {
             return None;
         }
@@ -253,7 +268,11 @@ fn build_regex_chunks(regexes: Vec<(String, u32)>) -> Result<Vec<RegexChunk>, St
 /// crate's size limit.
 fn build_chunk(group: &[(String, u32)], out: &mut Vec<RegexChunk>) -> Result<(), String> {
     let patterns = group.iter().map(|(regex, _)| regex.as_str());
-    match RegexSetBuilder::new(patterns).build() {
+    let built = RegexSetBuilder::new(patterns)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT * group.len())
+        .build();
+    match built {
         Ok(set) => {
             out.push(RegexChunk {
                 set,
@@ -310,6 +329,13 @@ impl IpTable {
         table.v4.sort_unstable_by_key(|(len, _)| *len);
         table.v6.sort_unstable_by_key(|(len, _)| *len);
         table
+    }
+
+    /// Every rule that owns an entry.
+    fn rules(&self) -> impl Iterator<Item = u32> + '_ {
+        let v4 = self.v4.iter().flat_map(|(_, map)| map.values().copied());
+        let v6 = self.v6.iter().flat_map(|(_, map)| map.values().copied());
+        v4.chain(v6)
     }
 
     fn first_match(&self, ip: IpAddr) -> Option<u32> {
@@ -399,8 +425,14 @@ mod tests {
         let mut builder = RuleSetBuilder::default();
         builder.add_literal(Anchor::Exact, "dup.example", 5);
         builder.add_literal(Anchor::Exact, "dup.example", 2);
+        builder.add_literal(Anchor::Domain, "dom.example", 6);
+        builder.add_literal(Anchor::Domain, "dom.example", 7);
+        builder.add_literal(Anchor::Exact, "case.example", 8);
+        builder.add_literal(Anchor::Exact, "case.example", 8);
+        builder.add_ip("192.0.2.0/24".parse().unwrap(), 9);
+        builder.add_ip("192.0.2.0/24".parse().unwrap(), 10);
         let (rules, duplicates) = builder.build().unwrap();
-        assert_eq!(duplicates, 1);
+        assert_eq!(duplicates, 3);
         assert_eq!(rules.first_host_match("dup.example"), Some(2));
     }
 

@@ -8,10 +8,10 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use regex::Regex;
+use regex::bytes::Regex;
 
 use crate::host::Target;
-use crate::pattern::full_match_regex;
+use crate::pattern::compile_rule_regex;
 use crate::policy::SourceOptions;
 use crate::source::{self, Action, Format, Row, RowKind, RowSink};
 
@@ -85,7 +85,7 @@ fn ip_matches(rule: &NaiveRule, ip: IpAddr) -> bool {
 }
 
 fn host_matches(rule: &NaiveRule, host: &str) -> bool {
-    matches!(rule, NaiveRule::Host(regex) if regex.is_match(host))
+    matches!(rule, NaiveRule::Host(regex) if regex.is_match(host.as_bytes()))
 }
 
 impl RowSink for NaiveMatcher {
@@ -94,7 +94,7 @@ impl RowSink for NaiveMatcher {
             RowKind::Ip(net) => NaiveRule::Ip(net),
             RowKind::Host(pattern) => {
                 // The loader already compiled this regex once, so it is valid.
-                let regex = Regex::new(&full_match_regex(&pattern.regex))
+                let regex = compile_rule_regex(&pattern.regex)
                     .expect("row regexes are validated by the parser");
                 NaiveRule::Host(regex)
             }

@@ -56,6 +56,8 @@ pub(crate) enum PatternError {
     PartialLabel,
     Idna(String),
     TooBig(String),
+    Url,
+    NeverMatches(String),
 }
 
 impl std::fmt::Display for PatternError {
@@ -75,6 +77,15 @@ impl std::fmt::Display for PatternError {
                 "{literal:?} is not a valid internationalized domain name; write the xn-- form"
             ),
             PatternError::TooBig(reason) => write!(f, "regex is too large to compile: {reason}"),
+            PatternError::Url => f.write_str(
+                "regex looks like a URL, but rules match the host name only; \
+                 write a regex for the host",
+            ),
+            PatternError::NeverMatches(literal) => write!(
+                f,
+                "regex can never match a host name because {literal:?} contains a character \
+                 that no host has or is too long; write a host name pattern"
+            ),
         }
     }
 }
@@ -96,10 +107,14 @@ const FAST_PREFIXES: [(&str, Anchor, &str); 8] = [
 /// canonical form (lower case, punycode).
 pub(crate) fn classify(regex: &str) -> Result<HostPattern, PatternError> {
     if let Some((anchor, literal)) = fast_literal(regex) {
+        let literals = usable_literals(vec![literal])?;
         return Ok(HostPattern {
             regex: regex.to_owned(),
-            shape: HostShape::Literals(anchor, vec![literal]),
+            shape: HostShape::Literals(anchor, literals),
         });
+    }
+    if regex.contains("://") {
+        return Err(PatternError::Url);
     }
     let hir = regex_syntax::ParserBuilder::new()
         .build()
@@ -113,7 +128,7 @@ pub(crate) fn classify(regex: &str) -> Result<HostPattern, PatternError> {
         .any(|(at, _)| !regex[at..].starts_with("(?:"));
     let literals = if has_flags { None } else { hir_literals(&hir) };
     let Some((anchor, literals)) = literals else {
-        if !regex.is_ascii() {
+        if !regex.is_ascii() || has_non_ascii_literal(&hir) {
             return Err(PatternError::NonAscii);
         }
         check_compiles(regex)?;
@@ -124,6 +139,7 @@ pub(crate) fn classify(regex: &str) -> Result<HostPattern, PatternError> {
     };
     if regex.is_ascii() {
         let literals = literals.iter().map(|l| l.to_ascii_lowercase()).collect();
+        let literals = usable_literals(literals)?;
         return Ok(HostPattern {
             regex: regex.to_owned(),
             shape: HostShape::Literals(anchor, literals),
@@ -136,10 +152,48 @@ pub(crate) fn classify(regex: &str) -> Result<HostPattern, PatternError> {
         .iter()
         .map(|l| punycode_literal(l, anchor))
         .collect::<Result<Vec<_>, _>>()?;
+    let literals = usable_literals(literals)?;
     Ok(HostPattern {
         regex: literal_regex(anchor, &literals),
         shape: HostShape::Literals(anchor, literals),
     })
+}
+
+/// Drops literals that no canonical host can contain (characters outside
+/// `a-z0-9-_.`, or longer than a host name), and fails when none is left,
+/// since such a row would silently never match.
+fn usable_literals(literals: Vec<String>) -> Result<Vec<String>, PatternError> {
+    let usable =
+        |l: &String| l.len() <= host::MAX_HOST_LEN + 1 && l.chars().all(host::is_host_char);
+    if let Some(bad) = literals.iter().find(|l| !usable(l)) {
+        if !literals.iter().any(usable) {
+            return Err(PatternError::NeverMatches(bad.clone()));
+        }
+    }
+    Ok(literals.into_iter().filter(usable).collect())
+}
+
+/// Checks whether a parsed regex contains a literal character, or a class
+/// of only such characters, outside ASCII. Escapes such as `\x{FC}` hide
+/// those from a look at the text.
+fn has_non_ascii_literal(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Literal(literal) => !literal.0.is_ascii(),
+        HirKind::Class(Class::Unicode(class)) => class
+            .ranges()
+            .first()
+            .is_some_and(|r| !r.start().is_ascii()),
+        HirKind::Class(Class::Bytes(class)) => class
+            .ranges()
+            .first()
+            .is_some_and(|r| !r.start().is_ascii()),
+        HirKind::Repetition(rep) => has_non_ascii_literal(&rep.sub),
+        HirKind::Capture(capture) => has_non_ascii_literal(&capture.sub),
+        HirKind::Concat(parts) | HirKind::Alternation(parts) => {
+            parts.iter().any(has_non_ascii_literal)
+        }
+        HirKind::Empty | HirKind::Look(_) => false,
+    }
 }
 
 /// Builds the regex that means "this literal with this anchor".
@@ -333,10 +387,27 @@ fn punycode_literal(literal: &str, anchor: Anchor) -> Result<String, PatternErro
 }
 
 fn check_compiles(regex: &str) -> Result<(), PatternError> {
-    regex::RegexBuilder::new(&full_match_regex(regex))
-        .build()
+    compile_rule_regex(regex)
         .map(|_| ())
         .map_err(|err| PatternError::TooBig(err.to_string()))
+}
+
+/// Bytes of compiled program one rule regex may use. Hosts are short ASCII
+/// strings, so real rules need a small fraction of this.
+pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles one rule regex the way the matcher runs it: whole-host match,
+/// case-insensitive, over ASCII bytes. Canonical hosts are ASCII, so Unicode
+/// classes such as `\w` keep their matches while their automata stay small.
+///
+/// # Errors
+///
+/// Returns the regex crate's error for an invalid or too large regex.
+pub fn compile_rule_regex(regex: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(&full_match_regex(regex))
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
 }
 
 /// Wraps a rule regex so that it matches the whole host, case-insensitively.
@@ -465,6 +536,11 @@ mod tests {
             (r"(unclosed", "unclosed group at column 1"),
             (r".*bü[a-z]+\.de", "non-ASCII"),
             (r".*bücher.*", "inside a label"),
+            (r".*b\x{FC}[a-z]+\.de", "non-ASCII"),
+            (r"\x{212A}[a-z]+\.com", "non-ASCII"),
+            (r"https?://example\.com/.*", "looks like a URL"),
+            (r"example\.com:443", "can never match"),
+            (r".*\x01bank\.com", "can never match"),
         ];
         for (regex, expected) in cases {
             let err = classify(regex).unwrap_err().to_string();

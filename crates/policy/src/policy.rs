@@ -513,7 +513,8 @@ impl Policy {
         self.bad_row_count
     }
 
-    /// Literal keys that repeated an earlier one (duplicate rows).
+    /// Rules that can never decide a verdict because earlier rules of the
+    /// same action have all their entries (duplicate rows).
     pub fn duplicate_count(&self) -> usize {
         self.duplicate_keys
     }

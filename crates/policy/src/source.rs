@@ -38,6 +38,13 @@ const LOCAL_NAMES: [&str; 13] = [
 /// How many meaningful lines format detection reads.
 const DETECT_LINES: usize = 200;
 
+/// Longest accepted row in bytes. A host name has at most 253 characters,
+/// so longer rows are mistakes, and rejecting them bounds the work per row.
+pub const MAX_ROW_LEN: usize = 4096;
+
+/// How much of a bad row's text is kept for its report.
+const MAX_REPORTED_TEXT: usize = 200;
+
 /// What a rule does when it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -114,12 +121,12 @@ impl Format {
             let Ok(line) = std::str::from_utf8(line) else {
                 continue;
             };
-            if line.contains(',') {
-                return Format::Csv;
-            }
             let line = strip_inline_comment(line);
             if line.is_empty() {
                 continue;
+            }
+            if line.contains(',') {
+                return Format::Csv;
             }
             seen += 1;
             let mut fields = line.split_whitespace();
@@ -220,12 +227,27 @@ pub(crate) fn parse(
     has_default_category: bool,
     sink: &mut impl RowSink,
 ) {
+    if text.starts_with(b"\xFF\xFE") || text.starts_with(b"\xFE\xFF") {
+        let reason = "the file is UTF-16 encoded; save it as UTF-8".to_owned();
+        return sink.bad_row(1, "", reason);
+    }
     for (index, (line_no, raw)) in lines(text).enumerate() {
         let Ok(line) = std::str::from_utf8(raw) else {
             let text = String::from_utf8_lossy(raw);
-            sink.bad_row(line_no, &text, "line is not valid UTF-8".to_owned());
+            let reason = "line is not valid UTF-8; save the list as UTF-8".to_owned();
+            sink.bad_row(line_no, report_text(&text), reason);
             continue;
         };
+        if line.len() > MAX_ROW_LEN {
+            let reason = format!("row is longer than {MAX_ROW_LEN} bytes");
+            sink.bad_row(line_no, report_text(line), reason);
+            continue;
+        }
+        if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
+            let reason = format!("row contains the control character {c:?}");
+            sink.bad_row(line_no, report_text(line), reason);
+            continue;
+        }
         match format {
             Format::Csv => {
                 let first = index == 0;
@@ -247,9 +269,12 @@ pub(crate) fn parse(
 
 /// Yields each meaningful line with its 1-based number: BOM, CR and
 /// surrounding white space removed, blank and `#` comment lines skipped.
+/// A file without any `\n` ends its lines with a bare `\r` (classic Mac
+/// style), so those are split too; CRLF files keep their line numbers.
 fn lines(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
     let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
-    text.split(|&b| b == b'\n')
+    let separator = if text.contains(&b'\n') { b'\n' } else { b'\r' };
+    text.split(move |&b| b == separator)
         .enumerate()
         .filter_map(|(index, line)| {
             let line = line.trim_ascii();
@@ -258,6 +283,18 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
             }
             Some((u32::try_from(index + 1).unwrap_or(u32::MAX), line))
         })
+}
+
+/// Shortens a bad row's text for its report.
+fn report_text(line: &str) -> &str {
+    if line.len() <= MAX_REPORTED_TEXT {
+        return line;
+    }
+    let mut end = MAX_REPORTED_TEXT;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
 }
 
 fn parse_csv_row(
@@ -317,6 +354,13 @@ fn parse_csv_row(
             }
         },
     };
+    if looks_like_cidr(regex) && csv_ip_row(regex).is_none() {
+        let reason = format!(
+            "invalid IP address or CIDR range {regex:?}; expected a form such as \
+             192.0.2.0/24 or 2001:db8::/32"
+        );
+        return sink.bad_row(line_no, line, reason);
+    }
     let kind = match csv_ip_row(regex) {
         Some(net) => RowKind::Ip(net),
         None => match pattern::classify(regex) {
@@ -347,6 +391,15 @@ fn csv_ip_row(regex: &str) -> Option<IpNet> {
     parse_net(&bare.replace("\\.", "."))
 }
 
+/// Checks whether a CSV regex is written as an IP range (hex digits, dots,
+/// colons and a slash), so a failure to parse it is a mistake, not a regex.
+fn looks_like_cidr(regex: &str) -> bool {
+    regex.contains('/')
+        && regex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b"\\.:/".contains(&b))
+}
+
 /// A first row that reads `regex,category` (or `pattern`/`host` first) is a
 /// header, which admins' spreadsheets often export.
 fn is_header(first: &str, second: &str) -> bool {
@@ -358,13 +411,22 @@ fn is_header(first: &str, second: &str) -> bool {
 /// Splits one CSV line into fields, honouring double quotes (a quoted field
 /// may contain commas, and `""` is a literal quote).
 fn split_csv(line: &str) -> Result<Vec<String>, String> {
+    // Most rows have no quotes, and a plain split is much cheaper than
+    // building a CSV reader.
+    if !line.contains('"') {
+        return Ok(line.split(',').map(str::to_owned).collect());
+    }
     if line.bytes().filter(|&b| b == b'"').count() % 2 == 1 {
         return Err("unbalanced double quote; close the quoted field".to_owned());
     }
     let mut reader = csv_core::Reader::new();
     let mut output = vec![0u8; line.len() + 1];
     let mut ends = [0usize; 8];
-    let (_, _, written, fields) = reader.read_record(line.as_bytes(), &mut output, &mut ends);
+    let (_, consumed, written, fields) =
+        reader.read_record(line.as_bytes(), &mut output, &mut ends);
+    if consumed < line.len() {
+        return Err("unexpected line break inside the row".to_owned());
+    }
     let (_, _, _, more) = reader.read_record(&[], &mut output[written..], &mut ends[fields..]);
     let count = fields + more;
     if count >= ends.len() {
@@ -400,7 +462,8 @@ fn parse_hosts_row(line_no: u32, line: &str, action: Action, sink: &mut impl Row
     let mut any = false;
     for name in fields {
         any = true;
-        if LOCAL_NAMES.contains(&name.to_ascii_lowercase().as_str()) {
+        let bare = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        if LOCAL_NAMES.contains(&bare.as_str()) {
             sink.skipped_local();
             continue;
         }
@@ -425,6 +488,12 @@ fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl Ro
             "expected a domain but found a URL or path; write only the host name".to_owned();
         return sink.bad_row(line_no, line, reason);
     }
+    if entry.contains(':') && parse_net(entry).is_none() {
+        let reason = "expected a domain but found host:port or an invalid IPv6 address; \
+                      write only the host name"
+            .to_owned();
+        return sink.bad_row(line_no, line, reason);
+    }
     if entry.split_whitespace().nth(1).is_some() {
         let reason = "expected one domain per line; use the hosts format for \
                       `address host` lines"
@@ -438,6 +507,12 @@ fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl Ro
         Some(rest) => (rest, Anchor::StrictSuffix),
         None => (entry.strip_prefix('.').unwrap_or(entry), Anchor::Domain),
     };
+    if name != entry && parse_net(name).is_some() {
+        let reason = "a wildcard or leading dot cannot apply to an IP address; \
+                      write the address alone"
+            .to_owned();
+        return sink.bad_row(line_no, line, reason);
+    }
     match host_row(line_no, name, anchor, action) {
         Ok(mut row) => {
             row.entry = entry;
@@ -505,8 +580,17 @@ pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(IpNet::from(host::canonical_ip(ip)));
     }
-    let net = text.parse::<IpNet>().ok()?;
-    Some(net.trunc())
+    let net = text.parse::<IpNet>().ok()?.trunc();
+
+    // Targets are unwrapped from IPv4-mapped IPv6, so mapped ranges are too.
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.network().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            return ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .ok()
+                .map(IpNet::V4);
+        }
+    }
+    Some(net)
 }
 
 /// Cuts a trailing `# comment` (hosts, domain and IP lists) or `; comment`
@@ -672,7 +756,80 @@ mod tests {
         let text = b"good.example\nbad\xff.example\n";
         parse(text, Format::Domains, Action::Block, false, &mut sink);
         assert_eq!(sink.rows.len(), 1);
-        assert_eq!(sink.bad, [(2, "line is not valid UTF-8".to_owned())]);
+        assert_eq!(
+            sink.bad,
+            [(
+                2,
+                "line is not valid UTF-8; save the list as UTF-8".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn cr_only_line_ends_split_rows() {
+        let sink = collect(".*a\\.com,A\r.*b\\.com,B\r\r.*c\\.com,C\r", Format::Csv);
+        let lines: Vec<u32> = sink.rows.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [1, 2, 4]);
+        assert!(sink.bad.is_empty());
+    }
+
+    #[test]
+    fn unusable_rows_are_reported() {
+        let long = format!("{},Long\n", "a".repeat(MAX_ROW_LEN + 1));
+        let cases = [
+            (long.as_str(), Format::Csv, "longer than 4096 bytes"),
+            ("a\u{0}b\\.com,Nul\n", Format::Csv, "control character"),
+            (
+                "10.0.0/8,Net\n",
+                Format::Csv,
+                "invalid IP address or CIDR range",
+            ),
+            (
+                "192.168.1.0/33,Net\n",
+                Format::Csv,
+                "invalid IP address or CIDR range",
+            ),
+            ("example.com:443\n", Format::Domains, "found host:port"),
+            (
+                "*.9.9.9.9\n",
+                Format::Domains,
+                "cannot apply to an IP address",
+            ),
+        ];
+        for (text, format, expected) in cases {
+            let sink = collect(text, format);
+            assert!(sink.rows.is_empty(), "{text:?} loaded a row");
+            assert_eq!(sink.bad.len(), 1, "{text:?}");
+            assert!(
+                sink.bad[0].1.contains(expected),
+                "{text:?}: {}",
+                sink.bad[0].1
+            );
+        }
+        let mut sink = Collect::default();
+        let utf16 = b"\xFF\xFEa\x00.\x00c\x00o\x00m\x00";
+        parse(utf16, Format::Domains, Action::Block, false, &mut sink);
+        assert!(sink.rows.is_empty());
+        assert!(sink.bad[0].1.contains("UTF-16"));
+    }
+
+    #[test]
+    fn mapped_ipv6_range_becomes_ipv4() {
+        assert_eq!(
+            parse_net("::ffff:192.0.2.0/120"),
+            Some("192.0.2.0/24".parse().unwrap())
+        );
+        assert_eq!(
+            parse_net("2001:db8::/32"),
+            Some("2001:db8::/32".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn local_name_with_trailing_dot_is_skipped() {
+        let sink = collect("127.0.0.1 localhost. LocalHost\n", Format::Hosts);
+        assert!(sink.rows.is_empty());
+        assert_eq!(sink.local, 2);
     }
 
     #[test]
@@ -688,6 +845,16 @@ mod tests {
                 Format::Ips,
             ),
             ("mixed.txt", "192.0.2.1\nexample.com\n", Format::Domains),
+            (
+                "domains.txt",
+                "a.example\nb.example # trackers, ads\n",
+                Format::Domains,
+            ),
+            (
+                "domains.txt",
+                "203.0.113.7 # C2 server\nb.example\n",
+                Format::Domains,
+            ),
             ("empty.txt", "# nothing\n", Format::Domains),
         ];
         for (name, text, expected) in cases {
