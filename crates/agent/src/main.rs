@@ -1,15 +1,21 @@
 //! `webwarden`: the command-line front of the webwarden web filter.
 //!
+//! - `webwarden run`: runs the filtering proxy.
 //! - `webwarden check`: decides URLs, hosts and IP addresses against lists.
 //! - `webwarden list stats`: reports what list files contain and cost.
+//! - `webwarden ca export`: prints the root CA certificate.
 
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
 mod alloc;
+mod ca_cmd;
 mod check;
+mod config;
 mod lists;
+mod logging;
+mod run;
 mod stats;
 
 use lists::ListSpec;
@@ -27,12 +33,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the filtering proxy until SIGINT or SIGTERM.
+    Run(run::RunArgs),
     /// Check URLs, hosts or IP addresses against the lists and print one
     /// JSON verdict per target.
     Check(check::CheckArgs),
     /// Work with list files.
     #[command(subcommand)]
     List(ListCommand),
+    /// Work with the local root CA.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,7 +91,9 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Ca(command) => ca_cmd::run(&command),
         Command::List(ListCommand::Stats(args)) => stats::run(&args),
     };
     match result {

@@ -1,0 +1,218 @@
+//! The agent's configuration file (TOML) and its defaults.
+//!
+//! The file lives in the OS configuration directory
+//! (`~/.config/webwarden/config.toml` on Linux) unless `--config` names
+//! another. Every field is optional; command-line flags override the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use directories::ProjectDirs;
+use serde::Deserialize;
+use webwarden_policy::{Action, Format, SourceOptions};
+use webwarden_proxy::InspectionMode;
+
+use crate::lists::ListSpec;
+
+/// The configuration file's contents.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Proxy listen address, a loopback address and port.
+    pub listen: Option<SocketAddr>,
+    /// Directory for the CA, events and other state.
+    pub data_dir: Option<PathBuf>,
+    /// JSON-lines file that receives one event per request.
+    pub events_file: Option<PathBuf>,
+    /// `all` (default) or `blocked-only`.
+    pub inspection: Option<String>,
+    /// Domains whose tunnels are never decrypted unless blocked.
+    #[serde(default)]
+    pub bypass: Vec<String>,
+    /// Contact text on the block page.
+    pub contact: Option<String>,
+    /// How many hosts' leaf certificates are cached.
+    pub leaf_cache_size: Option<u64>,
+    /// Lists to load, in order; without any, the built-in list.
+    #[serde(default)]
+    pub lists: Vec<ListEntry>,
+}
+
+/// One `[[lists]]` entry.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListEntry {
+    /// A file path, or `builtin`.
+    pub path: String,
+    /// `csv`, `hosts`, `domains` or `ips`; detected when absent.
+    pub format: Option<String>,
+    /// Category for rows without one.
+    pub category: Option<String>,
+    /// `block` (default) or `allow`, for rows without one.
+    pub action: Option<String>,
+}
+
+impl ListEntry {
+    fn to_spec(&self, config_path: &Path) -> anyhow::Result<ListSpec> {
+        let context = || {
+            format!(
+                "invalid [[lists]] entry {:?} in {}",
+                self.path,
+                config_path.display()
+            )
+        };
+        let mut spec: ListSpec = self
+            .path
+            .parse()
+            .map_err(|e: String| anyhow!(e))
+            .with_context(context)?;
+        let mut options = SourceOptions::default();
+        if let Some(format) = &self.format {
+            options.format = Some(
+                format
+                    .parse::<Format>()
+                    .map_err(|e| anyhow!(e))
+                    .with_context(context)?,
+            );
+        }
+        options.category = self.category.clone();
+        if let Some(action) = &self.action {
+            options.action = action
+                .parse::<Action>()
+                .map_err(|e| anyhow!(e))
+                .with_context(context)?;
+        }
+        spec.options = options;
+        Ok(spec)
+    }
+}
+
+/// Where the configuration file is by default.
+pub fn default_config_path() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+/// Where state goes by default.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    project_dirs()
+        .map(|dirs| dirs.data_dir().to_owned())
+        .ok_or_else(|| anyhow!("no home directory found for the data directory; pass --data-dir"))
+}
+
+fn project_dirs() -> Option<ProjectDirs> {
+    ProjectDirs::from("", "", "webwarden")
+}
+
+/// Reads the configuration: the given file (which must exist), else the
+/// default file if it exists, else defaults.
+///
+/// # Errors
+///
+/// Fails when the file cannot be read or is not valid, naming the file and
+/// the line of the mistake.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<PathBuf>)> {
+    let path = match explicit {
+        Some(path) => path.to_owned(),
+        None => match default_config_path() {
+            Some(path) if path.exists() => path,
+            _ => return Ok((FileConfig::default(), None)),
+        },
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("failed to read config file {}", path.display()))?;
+    let config = parse(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    Ok((config, Some(path)))
+}
+
+/// Parses configuration text.
+///
+/// # Errors
+///
+/// Returns the TOML error, which names the line, column and field.
+pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
+    Ok(toml::from_str(text)?)
+}
+
+impl FileConfig {
+    /// The lists as `--list` specs.
+    ///
+    /// # Errors
+    ///
+    /// Fails on an invalid format, action or path in a `[[lists]]` entry.
+    pub fn list_specs(&self, config_path: &Path) -> anyhow::Result<Vec<ListSpec>> {
+        self.lists
+            .iter()
+            .map(|entry| entry.to_spec(config_path))
+            .collect()
+    }
+
+    /// The inspection mode.
+    ///
+    /// # Errors
+    ///
+    /// Fails on a value other than `all` or `blocked-only`.
+    pub fn inspection_mode(&self) -> anyhow::Result<Option<InspectionMode>> {
+        self.inspection
+            .as_deref()
+            .map(|mode| mode.parse().map_err(|e: String| anyhow!(e)))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let config = parse(
+            r#"
+listen = "127.0.0.1:9000"
+data_dir = "/var/lib/webwarden"
+inspection = "blocked-only"
+bypass = ["bank.example"]
+contact = "Call the help desk."
+
+[[lists]]
+path = "builtin"
+
+[[lists]]
+path = "/etc/webwarden/allow.txt"
+format = "domains"
+category = "Company"
+action = "allow"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.listen, Some("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(
+            config.inspection_mode().unwrap(),
+            Some(InspectionMode::BlockedOnly)
+        );
+        let specs = config.list_specs(Path::new("config.toml")).unwrap();
+        assert_eq!(specs[0], ListSpec::builtin());
+        assert_eq!(specs[1].options.action, Action::Allow);
+        assert_eq!(specs[1].options.format, Some(Format::Domains));
+    }
+
+    #[test]
+    fn unknown_field_names_line() {
+        let err = parse("listen = \"127.0.0.1:1\"\nlisten_port = 5\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("listen_port"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn bad_list_entry_names_entry_and_file() {
+        let config = parse("[[lists]]\npath = \"x.txt\"\nformat = \"xml\"\n").unwrap();
+        let err = config.list_specs(Path::new("/etc/w.toml")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("\"x.txt\"") && text.contains("/etc/w.toml"),
+            "{text}"
+        );
+        assert!(text.contains("invalid list format"), "{text}");
+    }
+}

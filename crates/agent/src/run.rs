@@ -1,0 +1,188 @@
+//! `webwarden run`: loads the lists and the CA, starts the proxy and the
+//! event sink, and runs until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use arc_swap::ArcSwap;
+use clap::Args;
+use webwarden_events::{event_channel, JsonLinesSink};
+use webwarden_proxy::{InspectionMode, LocalCa, ProxySettings};
+
+use crate::{config, lists, CliError, ListSpec};
+
+/// Events queued for the sinks before new ones are dropped.
+const EVENT_QUEUE: usize = 100_000;
+
+/// Arguments of `webwarden run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file; without it, the default file if it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Proxy listen address; must be a loopback address [default: 127.0.0.1:8899].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// A list to load (repeatable), as for `webwarden check`; replaces the
+    /// configured lists.
+    #[arg(long = "list", value_name = "LIST")]
+    lists: Vec<ListSpec>,
+    /// Reject lists with any bad row.
+    #[arg(long)]
+    strict: bool,
+    /// Directory for the CA and other state.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// JSON-lines file for request events [default: DATA_DIR/events.jsonl].
+    #[arg(long, value_name = "FILE")]
+    events_file: Option<PathBuf>,
+    /// Which allowed HTTPS tunnels are decrypted: all or blocked-only.
+    #[arg(long, value_name = "MODE")]
+    inspection: Option<InspectionMode>,
+}
+
+/// Runs the agent until a shutdown signal.
+pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
+    crate::logging::init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
+    let (file, config_path) = config::load(args.config.as_deref()).map_err(CliError::Usage)?;
+    if let Some(path) = &config_path {
+        tracing::info!(path = %path.display(), "read configuration");
+    }
+    let data_dir = match args.data_dir.clone().or_else(|| file.data_dir.clone()) {
+        Some(dir) => dir,
+        None => config::default_data_dir().map_err(CliError::Usage)?,
+    };
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("failed to create data directory {}", data_dir.display()))
+        .map_err(CliError::Failed)?;
+
+    let specs = if args.lists.is_empty() {
+        let path = config_path.clone().unwrap_or_default();
+        file.list_specs(&path).map_err(CliError::Usage)?
+    } else {
+        args.lists.clone()
+    };
+    let policy = load_policy(&specs, args.strict)?;
+
+    let (ca, created) = LocalCa::load_or_create(&data_dir)
+        .map_err(|err| CliError::Failed(anyhow::Error::new(err)))?;
+    let ca_path = data_dir.join(webwarden_proxy::ca::CA_CERT_FILE);
+    tracing::info!(path = %ca_path.display(), created, expires = %ca.not_after(), "root CA ready");
+
+    let settings = settings(args, &file).map_err(CliError::Usage)?;
+    let events_path = args
+        .events_file
+        .clone()
+        .or_else(|| file.events_file.clone())
+        .unwrap_or_else(|| data_dir.join("events.jsonl"));
+    let sink = JsonLinesSink::open(&events_path)
+        .await
+        .map_err(|err| CliError::Failed(err.into()))?;
+    let (events, receiver) = event_channel(EVENT_QUEUE);
+    let sink_task = tokio::spawn(sink.run(receiver));
+    tracing::info!(path = %events_path.display(), "writing events");
+
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| {
+        webwarden_proxy::DEFAULT_LISTEN
+            .parse()
+            .expect("valid default")
+    });
+    let listener = webwarden_proxy::bind(listen)
+        .await
+        .map_err(|err| CliError::Usage(err.into()))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "proxy listening on {local}");
+
+    let served = webwarden_proxy::serve(
+        listener,
+        Arc::new(ca),
+        Arc::new(ArcSwap::from_pointee(policy)),
+        events,
+        settings,
+        shutdown_signal(),
+    )
+    .await;
+    if let Err(err) = served {
+        tracing::error!(error = %err, "proxy stopped with an error");
+        return Err(CliError::Failed(err.into()));
+    }
+    match sink_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(error = %err, "event sink failed"),
+        Err(err) => tracing::error!(error = %err, "event sink task failed"),
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_policy(specs: &[ListSpec], strict: bool) -> Result<webwarden_policy::Policy, CliError> {
+    let policy = lists::load(specs, strict)?;
+    lists::print_bad_rows(policy.bad_rows(), policy.bad_row_count(), "warning");
+    let counts = policy.rule_counts();
+    for source in policy.sources() {
+        tracing::info!(
+            list = %source.name,
+            format = %source.format,
+            rules = source.rules.total(),
+            bad_rows = source.bad_rows,
+            "loaded list"
+        );
+    }
+    if counts.total() == 0 {
+        tracing::warn!("the loaded lists contain no rules, so nothing is blocked");
+    }
+    Ok(policy)
+}
+
+fn settings(args: &RunArgs, file: &config::FileConfig) -> anyhow::Result<ProxySettings> {
+    let mut settings = ProxySettings::default();
+    if let Some(mode) = args.inspection.or(file.inspection_mode()?) {
+        settings.inspection = mode;
+    }
+    if let Some(contact) = &file.contact {
+        settings.contact = contact.clone();
+    }
+    if let Some(size) = file.leaf_cache_size {
+        settings.leaf_cache_size = size;
+    }
+    for domain in &file.bypass {
+        let host = webwarden_policy::Host::parse(domain)
+            .map_err(|err| anyhow!("invalid bypass domain {domain:?}: {err}"))?;
+        settings.bypass.push(host.as_str().to_owned());
+    }
+    Ok(settings)
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::error!(error = %err, "failed to listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("received SIGINT, stopping"),
+            _ = term.recv() => tracing::info!("received SIGTERM, stopping"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+        tracing::info!("received Ctrl-C, stopping");
+    }
+}
