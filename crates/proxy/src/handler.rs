@@ -178,7 +178,7 @@ impl FilterHandler {
         let Some(authority) = req.uri().authority().cloned() else {
             return text_response(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n").into();
         };
-        let target = match Target::parse(authority.as_str()) {
+        let target = match uri_target(req.uri()) {
             Ok(target) => target,
             Err(err) => {
                 tracing::debug!(%authority, %err, "rejected an invalid CONNECT target");
@@ -276,12 +276,12 @@ impl FilterHandler {
             ..
         }) = tunnel.as_deref()
         {
+            let scheme = req.uri().scheme_str().unwrap_or("https");
             let url = format!(
-                "https://{}{}",
+                "{scheme}://{}{}",
                 authority_text(host, *port),
                 path_of(req.uri())
             );
-            let url = url.replacen(":443/", "/", 1);
             let mut event = self.new_event(client, &req, host, *port, &url);
             mark_blocked(&mut event, decision);
             self.shared.events.send(event);
@@ -290,10 +290,7 @@ impl FilterHandler {
                 .into();
         }
 
-        let Some(authority) = req.uri().authority().cloned() else {
-            return text_response(StatusCode::BAD_REQUEST, "request without a host\n").into();
-        };
-        let target = match Target::parse(authority.as_str()) {
+        let target = match uri_target(req.uri()) {
             Ok(target) => target,
             Err(err) => {
                 let body = format!("invalid request host: {err}\n");
@@ -506,10 +503,24 @@ fn text_response(status: StatusCode, text: &str) -> Response<Body> {
     response
 }
 
+/// Builds the target of a request from its URI's host and port; userinfo
+/// is ignored, and brackets around IPv6 are removed by [`Host::parse`].
+fn uri_target(uri: &Uri) -> Result<Target, String> {
+    let host = uri.host().ok_or("request without a host")?;
+    let host = Host::parse(host).map_err(|err| err.to_string())?;
+    Ok(Target::new(host, uri.port_u16()))
+}
+
+/// Formats `host:port` for a URL, leaving out the default HTTPS port.
 fn authority_text(host: &Host, port: u16) -> String {
-    match host.ip() {
-        Some(IpAddr::V6(_)) => format!("[{host}]:{port}"),
-        _ => format!("{host}:{port}"),
+    let host = match host.ip() {
+        Some(IpAddr::V6(_)) => format!("[{host}]"),
+        _ => host.to_string(),
+    };
+    if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 
