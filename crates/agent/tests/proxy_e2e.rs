@@ -692,6 +692,69 @@ async fn malformed_requests_keep_proxy_serving() {
     }
 }
 
+/// A CONNECT target is `host:port` with a numeric port (RFC 9112, section
+/// 3.2.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "webwarden answers 200 to these CONNECTs and assumes port 443"]
+async fn connect_without_valid_port_is_rejected() {
+    let mut failures = Vec::new();
+    for inspection in ["all", "blocked-only"] {
+        let proxy = start_proxy(inspection, None);
+        for authority in ["127.0.0.1", "127.0.0.1:https", "127.0.0.1:99999"] {
+            let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+            let head = raw_exchange(proxy.addr(), request.as_bytes()).await;
+            let head = String::from_utf8_lossy(&head);
+            if !(head.is_empty() || head.starts_with("HTTP/1.1 400")) {
+                let status = head.lines().next().unwrap_or_default().to_owned();
+                failures.push(format!("{inspection}: CONNECT {authority} -> {status}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A proxy removes the `Connection` header and the fields it names before
+/// forwarding (RFC 9110, section 7.6.1), and `Proxy-Connection` and
+/// `Keep-Alive` are hop-by-hop as well. `Proxy-Authorization` is meant for a
+/// proxy (RFC 9110, section 11.7.2), and webwarden forwards to origins only,
+/// so passing it on sends a proxy credential to every site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "webwarden forwards hop-by-hop and proxy headers to the origin"]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let origin = Origin::start(None).await;
+    let proxy = start_proxy("all", None);
+
+    let path = "/hop-by-hop";
+    let request = format!(
+        "GET http://127.0.0.1:{port}{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Connection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\nX-Hop: for-the-proxy\r\n\
+         Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\n\
+         X-End-To-End: kept\r\n\r\n",
+        port = origin.port()
+    );
+    let head = raw_exchange(proxy.addr(), request.as_bytes()).await;
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head:?}");
+
+    let received = origin.request_for(path);
+    assert_eq!(received.headers["x-end-to-end"], "kept");
+    let forwarded: Vec<&str> = [
+        "connection",
+        "keep-alive",
+        "x-hop",
+        "proxy-connection",
+        "proxy-authorization",
+    ]
+    .into_iter()
+    .filter(|name| received.headers.contains_key(*name))
+    .collect();
+    assert!(
+        forwarded.is_empty(),
+        "the origin received {forwarded:?}: {:#?}",
+        received.headers
+    );
+}
+
 #[test]
 fn non_loopback_listen_is_rejected() {
     for listen in ["0.0.0.0:0", "[::]:0"] {
