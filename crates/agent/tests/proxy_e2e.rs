@@ -695,7 +695,6 @@ async fn malformed_requests_keep_proxy_serving() {
 /// A CONNECT target is `host:port` with a numeric port (RFC 9112, section
 /// 3.2.3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "webwarden answers 200 to these CONNECTs and assumes port 443"]
 async fn connect_without_valid_port_is_rejected() {
     let mut failures = Vec::new();
     for inspection in ["all", "blocked-only"] {
@@ -719,7 +718,6 @@ async fn connect_without_valid_port_is_rejected() {
 /// proxy (RFC 9110, section 11.7.2), and webwarden forwards to origins only,
 /// so passing it on sends a proxy credential to every site.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "webwarden forwards hop-by-hop and proxy headers to the origin"]
 async fn hop_by_hop_headers_are_not_forwarded() {
     let origin = Origin::start(None).await;
     let proxy = start_proxy("all", None);

@@ -97,6 +97,15 @@ dd {{ margin: 0; overflow-wrap: anywhere; }}
     )
 }
 
+/// Formats a time for the page, to the second: `2026-12-04 17:34:24 UTC`.
+pub fn display_time(time: time::OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    time.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| time.to_string())
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -150,6 +159,12 @@ mod tests {
         assert!(body.contains("Call &quot;IT&quot; &amp; ask &lt;now&gt;"));
         assert!(body.contains("bet.example"));
         assert!(body.contains("2026-12-04T10:00:00Z"));
+    }
+
+    #[test]
+    fn display_time_stops_at_seconds() {
+        let time = time::macros::datetime!(2026-12-04 17:34:24.384 UTC);
+        assert_eq!(display_time(time), "2026-12-04 17:34:24 UTC");
     }
 
     #[tokio::test]

@@ -186,7 +186,10 @@ impl FilterHandler {
                 return text_response(StatusCode::BAD_REQUEST, &body).into();
             }
         };
-        let port = target.port().unwrap_or(443);
+        let Some(port) = target.port().filter(|port| *port != 0) else {
+            let body = "CONNECT needs host:port with a port from 1 to 65535\n";
+            return text_response(StatusCode::BAD_REQUEST, body).into();
+        };
         let policy = self.shared.policy.load();
         let mut block = BlockDecision::from_verdict(&policy.evaluate(&target), target.ip());
         drop(policy);
@@ -324,7 +327,8 @@ impl FilterHandler {
 
         let pending = Arc::new(PendingEvent::new(event, self.shared.events.clone()));
         self.pending = Some(Arc::clone(&pending));
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
         let counted = CountingBody {
             inner: body,
             pending,
@@ -367,7 +371,7 @@ impl FilterHandler {
         host: &str,
         decision: &BlockDecision,
     ) -> Response<Body> {
-        let time = Event::timestamp_of(OffsetDateTime::now_utc());
+        let time = block_page::display_time(OffsetDateTime::now_utc());
         let info = BlockInfo {
             host,
             category: &decision.category,
@@ -506,9 +510,57 @@ fn text_response(status: StatusCode, text: &str) -> Response<Body> {
 /// Builds the target of a request from its URI's host and port; userinfo
 /// is ignored, and brackets around IPv6 are removed by [`Host::parse`].
 fn uri_target(uri: &Uri) -> Result<Target, String> {
-    let host = uri.host().ok_or("request without a host")?;
-    let host = Host::parse(host).map_err(|err| err.to_string())?;
-    Ok(Target::new(host, uri.port_u16()))
+    let authority = uri.authority().ok_or("request without a host")?;
+    let host = Host::parse(authority.host()).map_err(|err| err.to_string())?;
+    Ok(Target::new(host, authority_port(authority)?))
+}
+
+/// Reads the port of an authority: `None` when there is none, an error when
+/// it is not a number from 0 to 65535 (the `http` crate reads those as none).
+fn authority_port(authority: &Authority) -> Result<Option<u16>, String> {
+    let text = authority.as_str();
+    let host_port = text.rsplit_once('@').map_or(text, |(_, rest)| rest);
+    let rest = host_port
+        .strip_prefix(authority.host())
+        .unwrap_or(host_port);
+    match rest.strip_prefix(':') {
+        None if rest.is_empty() => Ok(None),
+        Some(port) => port
+            .parse::<u16>()
+            .map(Some)
+            .map_err(|_| format!("invalid port {port:?}")),
+        None => Err(format!("invalid authority {text:?}")),
+    }
+}
+
+/// Removes the hop-by-hop headers (RFC 9110, section 7.6.1) and every header
+/// that `Connection` names, so that proxy credentials and connection options
+/// never reach the origin. A WebSocket upgrade keeps `Connection` and
+/// `Upgrade`, which hudsucker needs to recognize it.
+fn strip_hop_by_hop(headers: &mut hudsucker::hyper::HeaderMap) {
+    use hudsucker::hyper::header::{CONNECTION, PROXY_AUTHORIZATION, TE, TRAILER};
+
+    let upgrade = headers.contains_key(UPGRADE);
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty() && !(upgrade && name == "upgrade"))
+        .collect();
+    for name in &named {
+        headers.remove(name.as_str());
+    }
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
+    headers.remove(PROXY_AUTHORIZATION);
+    headers.remove(TE);
+    headers.remove(TRAILER);
+    if !upgrade {
+        headers.remove(CONNECTION);
+    }
 }
 
 /// Formats `host:port` for a URL, leaving out the default HTTPS port.
