@@ -26,6 +26,7 @@
 //! ```
 
 pub mod host;
+mod literal_table;
 mod matcher;
 mod naive;
 mod pattern;

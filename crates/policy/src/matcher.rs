@@ -1,28 +1,20 @@
 //! The compiled matcher for the rules of one action.
 //!
-//! Literal host rules live in one finite state transducer keyed by the
-//! reversed literal and an anchor marker, so one walk over the host from its
-//! last byte finds every exact, suffix and domain rule that matches. Contains
-//! rules share an Aho-Corasick automaton, IP rules a table per prefix length,
-//! and only true regexes go to regex sets. Every lookup returns the lowest
-//! rule index that matches, which is the first matching rule in file order.
+//! Literal host rules live in a [`LiteralTable`] that is probed once per
+//! suffix of the host. Contains rules share an Aho-Corasick automaton, IP
+//! rules a table per prefix length, and only true regexes go to regex
+//! sets. Every lookup returns the lowest rule index that matches, which is
+//! the first matching rule in file order.
 
 use std::net::IpAddr;
 
 use aho_corasick::AhoCorasick;
-use fst::raw::{Fst, Node, Output};
 use ipnet::IpNet;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 use rustc_hash::FxHashMap;
 
+use crate::literal_table::{LiteralTable, LiteralTableBuilder};
 use crate::pattern::{full_match_regex, Anchor, REGEX_SIZE_LIMIT};
-
-/// Key marker: the host equals the literal.
-const EXACT: u8 = 0;
-/// Key marker: the host ends with the literal.
-const SUFFIX: u8 = 1;
-/// Key marker: the host ends with the literal and is longer than it.
-const STRICT_SUFFIX: u8 = 2;
 
 /// Regexes per regex set. Smaller sets compile faster and stay under the
 /// regex crate's size limit; lookups stop at the first set that matches.
@@ -31,7 +23,7 @@ const REGEX_CHUNK: usize = 256;
 /// Collects the rules of one action before compilation.
 #[derive(Debug, Default)]
 pub(crate) struct RuleSetBuilder {
-    keys: Vec<(Box<[u8]>, u32)>,
+    literals: LiteralTableBuilder,
     contains: Vec<(String, u32)>,
     regexes: Vec<(String, u32)>,
     ips: Vec<(IpNet, u32)>,
@@ -42,14 +34,8 @@ impl RuleSetBuilder {
     /// and ASCII.
     pub(crate) fn add_literal(&mut self, anchor: Anchor, literal: &str, rule: u32) {
         match anchor {
-            Anchor::Exact => self.push_key(literal, "", EXACT, rule),
-            Anchor::Suffix => self.push_key(literal, "", SUFFIX, rule),
-            Anchor::StrictSuffix => self.push_key(literal, "", STRICT_SUFFIX, rule),
-            Anchor::Domain => {
-                self.push_key(literal, "", EXACT, rule);
-                self.push_key(literal, ".", SUFFIX, rule);
-            }
             Anchor::Contains => self.contains.push((literal.to_owned(), rule)),
+            _ => self.literals.add(anchor, literal, rule),
         }
     }
 
@@ -63,43 +49,17 @@ impl RuleSetBuilder {
         self.ips.push((net, rule));
     }
 
-    /// Stores `dot` + `literal` reversed, then the marker.
-    fn push_key(&mut self, literal: &str, dot: &str, marker: u8, rule: u32) {
-        let mut key = Vec::with_capacity(literal.len() + dot.len() + 1);
-        key.extend(literal.bytes().rev());
-        key.extend(dot.bytes().rev());
-        key.push(marker);
-        self.keys.push((key.into_boxed_slice(), rule));
-    }
-
     /// Compiles the collected rules. Returns the rule set and the number of
     /// duplicate rules: literal, contains and IP rules whose every entry
     /// repeats an entry of an earlier rule, so they can never decide.
-    pub(crate) fn build(mut self) -> Result<(RuleSet, usize), String> {
-        let mut candidates: Vec<u32> = self.keys.iter().map(|k| k.1).collect();
+    pub(crate) fn build(self) -> Result<(RuleSet, usize), String> {
+        let mut candidates: Vec<u32> = self.literals.rules().collect();
         candidates.extend(self.contains.iter().map(|c| c.1));
         candidates.extend(self.ips.iter().map(|i| i.1));
         candidates.sort_unstable();
         candidates.dedup();
 
-        self.keys
-            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
-        self.keys.dedup_by(|later, earlier| later.0 == earlier.0);
-
-        let literals = if self.keys.is_empty() {
-            None
-        } else {
-            let mut builder = fst::MapBuilder::memory();
-            for (key, rule) in &self.keys {
-                builder
-                    .insert(key, u64::from(*rule))
-                    .map_err(|err| format!("failed to build the literal table: {err}"))?;
-            }
-            let bytes = builder
-                .into_inner()
-                .map_err(|err| format!("failed to build the literal table: {err}"))?;
-            Some(fst::Map::new(bytes).map_err(|err| err.to_string())?)
-        };
+        let literals = self.literals.build()?;
         let set = RuleSet {
             literals,
             contains: ContainsTable::build(self.contains)?,
@@ -107,7 +67,7 @@ impl RuleSetBuilder {
             ips: IpTable::build(&self.ips),
         };
 
-        let mut deciding: Vec<u32> = self.keys.iter().map(|k| k.1).collect();
+        let mut deciding: Vec<u32> = set.literals.rules().collect();
         deciding.extend(set.contains.iter().flat_map(|c| c.rules.iter().copied()));
         deciding.extend(set.ips.rules());
         deciding.sort_unstable();
@@ -119,7 +79,7 @@ impl RuleSetBuilder {
 /// The compiled rules of one action.
 #[derive(Debug, Default)]
 pub(crate) struct RuleSet {
-    literals: Option<fst::Map<Vec<u8>>>,
+    literals: LiteralTable,
     contains: Option<ContainsTable>,
     regexes: Vec<RegexChunk>,
     ips: IpTable,
@@ -133,10 +93,7 @@ impl RuleSet {
 
     /// Returns the first host rule (lowest index) that matches the canonical `host`.
     pub(crate) fn first_host_match(&self, host: &str) -> Option<u32> {
-        let mut best = self
-            .literals
-            .as_ref()
-            .and_then(|map| first_literal_match(map.as_fst(), host.as_bytes()));
+        let mut best = self.literals.first_match(host.as_bytes());
         if let Some(contains) = &self.contains {
             best = min_option(best, contains.first_match(host));
         }
@@ -154,50 +111,10 @@ impl RuleSet {
         best
     }
 
-    /// Bytes held by the literal table, for statistics.
+    /// Heap bytes held by the literal table, for statistics.
     pub(crate) fn literal_table_bytes(&self) -> usize {
-        self.literals
-            .as_ref()
-            .map_or(0, |m| m.as_fst().as_bytes().len())
+        self.literals.heap_bytes()
     }
-}
-
-/// Walks the transducer with the host reversed. After `k` bytes the walk has
-/// matched the host's last `k` bytes, so a key that ends there with the suffix
-/// marker matches. At the end of the host the exact marker matches too.
-fn first_literal_match(fst: &Fst<Vec<u8>>, host: &[u8]) -> Option<u32> {
-    let mut node = fst.root();
-    let mut output = Output::zero();
-    let mut best = None;
-    let len = host.len();
-    for consumed in 0..=len {
-        best = min_option(best, marker_match(fst, &node, output, SUFFIX));
-        if consumed < len {
-            best = min_option(best, marker_match(fst, &node, output, STRICT_SUFFIX));
-        } else {
-            best = min_option(best, marker_match(fst, &node, output, EXACT));
-            break;
-        }
-        let Some(index) = node.find_input(host[len - 1 - consumed]) else {
-            break;
-        };
-        let transition = node.transition(index);
-        output = output.cat(transition.out);
-        node = fst.node(transition.addr);
-    }
-    best
-}
-
-fn marker_match(fst: &Fst<Vec<u8>>, node: &Node<'_>, output: Output, marker: u8) -> Option<u32> {
-    let index = node.find_input(marker)?;
-    let transition = node.transition(index);
-    let last = fst.node(transition.addr);
-    if !last.is_final() {
-        return None;
-    }
-    let value = output.cat(transition.out).cat(last.final_output()).value();
-    // Values are rule indexes inserted as u32, so they always fit.
-    u32::try_from(value).ok()
 }
 
 fn min_option(a: Option<u32>, b: Option<u32>) -> Option<u32> {

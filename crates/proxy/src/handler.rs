@@ -547,7 +547,8 @@ fn strip_hop_by_hop(headers: &mut hudsucker::hyper::HeaderMap) {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty() && !(upgrade && name == "upgrade"))
+        .filter(|name| !name.is_empty())
+        .filter(|name| !upgrade || name != "upgrade")
         .collect();
     for name in &named {
         headers.remove(name.as_str());
