@@ -859,3 +859,35 @@ async fn blocked_only_mode_tunnels_allowed_https() {
         "requests inside an undecrypted tunnel have no event"
     );
 }
+
+/// `localhost` resolves through /etc/hosts, so this needs no DNS server: an
+/// IP row for 127.0.0.1 must block a name that resolves to it, whether the
+/// request is plain, decrypted or (in blocked-only mode) a tunnel.
+#[tokio::test]
+async fn name_resolving_to_blocked_ip_is_blocked() {
+    let origin = Origin::start(None).await;
+    for inspection in ["all", "blocked-only"] {
+        let proxy = Webwarden::start(&ProxyOptions {
+            list: "127\\.0\\.0\\.1,Malicious Host\n",
+            inspection,
+            trusted_roots: None,
+        });
+        let ca_path = proxy.ca_path();
+
+        let http_url = format!("http://localhost:{}/resolved", origin.port());
+        let result = curl(&proxy.proxy_url(), &[], &http_url).await;
+        assert_eq!(result.status, 403, "{inspection}: {result:?}");
+        assert!(result.text().contains("Malicious Host"), "{result:?}");
+        let event = proxy.wait_for_url(&http_url).await;
+        assert_eq!(event["eventCategory"], "BlockedHTTPRequest");
+        assert_eq!(event["destinationIP"], "127.0.0.1");
+        assert_eq!(event["rule"], "127\\.0\\.0\\.1");
+
+        let https_url = format!("https://localhost:{}/resolved-tls", origin.port());
+        let args = ["--cacert", ca_path.to_str().unwrap()];
+        let result = curl(&proxy.proxy_url(), &args, &https_url).await;
+        assert_eq!(result.status, 403, "{inspection}: {result:?}");
+        assert!(result.text().contains("localhost"), "{result:?}");
+        assert!(origin.requests().is_empty(), "the origin was reached");
+    }
+}
