@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Which allowed HTTPS tunnels are decrypted: all or blocked-only.
     #[arg(long, value_name = "MODE")]
     inspection: Option<InspectionMode>,
+    /// A domain whose tunnels are never decrypted unless the lists block it
+    /// (repeatable; adds to the configured bypass list).
+    #[arg(long = "bypass", value_name = "DOMAIN")]
+    bypass: Vec<String>,
 }
 
 /// Runs the agent until a shutdown signal.
@@ -153,7 +157,7 @@ fn settings(args: &RunArgs, file: &config::FileConfig) -> anyhow::Result<ProxySe
     if let Some(size) = file.leaf_cache_size {
         settings.leaf_cache_size = size;
     }
-    for domain in &file.bypass {
+    for domain in file.bypass.iter().chain(&args.bypass) {
         let host = webwarden_policy::Host::parse(domain)
             .map_err(|err| anyhow!("invalid bypass domain {domain:?}: {err}"))?;
         settings.bypass.push(host.as_str().to_owned());

@@ -209,6 +209,7 @@ impl FilterHandler {
                     intercept = true;
                 }
                 Err(reason) => {
+                    tracing::warn!(%authority, error = %reason, "tunnel connect failed");
                     let mut event = self.new_event(client, &req, &host, port, authority.as_str());
                     event.status = StatusCode::BAD_GATEWAY.as_u16();
                     event.error = Some(reason.clone());
