@@ -310,8 +310,8 @@ fn time_lookups(mix: &[MixHost], iters: u64, lookup: impl Fn(&Target)) -> Durati
 
 /// Benchmarks loading (parse and compile) a list, excluding the drop of the
 /// built policy. Prints how the time splits between `add_text` (parsing
-/// rows, classifying them and collecting keys) and `build` (sorting the keys
-/// and compiling the transducer, regex sets and IP table). The split covers
+/// rows, classifying them and collecting keys) and `build` (building the
+/// literal table, regex sets and IP table). The split covers
 /// every timed load, warm-up included.
 fn bench_load(group: &mut BenchmarkGroup<'_, WallTime>, id: &str, list: &CsvList) {
     let mut add_text_time = Duration::ZERO;

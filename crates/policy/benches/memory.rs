@@ -99,7 +99,7 @@ struct Measurement {
     /// Peak heap bytes during loading, above what was live before (the
     /// input text and the benchmark's own data).
     peak_load_bytes: usize,
-    /// Bytes of the literal transducers, as the policy reports them.
+    /// Bytes of the literal table, as the policy reports them.
     literal_table_bytes: Option<usize>,
     load_seconds: f64,
 }
@@ -170,10 +170,10 @@ fn mebibytes(bytes: usize) -> String {
 fn print_table(measurements: &[Measurement]) {
     println!(
         "{:<31} {:>9} {:>11} {:>12} {:>9} {:>13} {:>12} {:>8}",
-        "list", "rows", "input", "retained", "bytes/row", "peak in load", "FST tables", "load s"
+        "list", "rows", "input", "retained", "bytes/row", "peak in load", "literal table", "load s"
     );
     for m in measurements {
-        let fst = m.literal_table_bytes.map_or("-".to_owned(), mebibytes);
+        let literal_table = m.literal_table_bytes.map_or("-".to_owned(), mebibytes);
         println!(
             "{:<31} {:>9} {:>11} {:>12} {:>9.1} {:>13} {:>12} {:>8.2}",
             m.label,
@@ -182,7 +182,7 @@ fn print_table(measurements: &[Measurement]) {
             mebibytes(m.retained_bytes),
             m.retained_bytes as f64 / m.rows as f64,
             mebibytes(m.peak_load_bytes),
-            fst,
+            literal_table,
             m.load_seconds
         );
     }

@@ -42,12 +42,13 @@ impl Kind {
 }
 
 /// One stored literal: its bytes in [`LiteralTable::bytes`], its kind and
-/// the lowest rule number that has it.
+/// the lowest rule number that has it. Literals are at most 255 bytes,
+/// since longer ones can never match a host of at most 253.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     start: u32,
-    len: u32,
     rule: u32,
+    len: u8,
     kind: Kind,
 }
 
@@ -64,12 +65,15 @@ impl LiteralTableBuilder {
         let Some(kind) = Kind::from_anchor(anchor) else {
             return;
         };
+        let Ok(len) = u8::try_from(literal.len()) else {
+            return;
+        };
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(literal.as_bytes());
         self.slots.push(Slot {
             start,
-            len: literal.len() as u32,
             rule,
+            len,
             kind,
         });
     }
@@ -94,7 +98,8 @@ impl LiteralTableBuilder {
             .next_power_of_two();
         let mut table = LiteralTable {
             bytes: Vec::new(),
-            slots: HashTable::with_capacity(self.slots.len()),
+            slots: Vec::with_capacity(self.slots.len()),
+            index: HashTable::with_capacity(self.slots.len()),
             bloom: vec![0; bloom_words],
             lengths: [[0; 4]; 4],
         };
@@ -104,22 +109,30 @@ impl LiteralTableBuilder {
             let length = literal.len();
             table.lengths[slot.kind as usize][length / 64] |= 1 << (length % 64);
             table.bloom_insert(hash);
-            let bytes = &self.bytes;
-            let entry = table.slots.entry(
+            let (bytes, unique) = (&self.bytes, &table.slots);
+            let entry = table.index.entry(
                 hash,
-                |found| found.kind == slot.kind && slice(bytes, found) == literal,
-                |found| kind_hash(mix(suffix_hash(slice(bytes, found))), found.kind),
+                |&i| {
+                    unique[i as usize].kind == slot.kind
+                        && slice(bytes, &unique[i as usize]) == literal
+                },
+                |&i| {
+                    let found = &unique[i as usize];
+                    kind_hash(mix(suffix_hash(slice(bytes, found))), found.kind)
+                },
             );
             match entry {
-                hashbrown::hash_table::Entry::Occupied(mut found) => {
-                    let found = found.get_mut();
+                hashbrown::hash_table::Entry::Occupied(found) => {
+                    let found = &mut table.slots[*found.get() as usize];
                     found.rule = found.rule.min(slot.rule);
                 }
                 hashbrown::hash_table::Entry::Vacant(vacant) => {
-                    vacant.insert(*slot);
+                    vacant.insert(table.slots.len() as u32);
+                    table.slots.push(*slot);
                 }
             }
         }
+        table.slots.shrink_to_fit();
         table.bytes = self.bytes;
         Ok(table)
     }
@@ -129,7 +142,10 @@ impl LiteralTableBuilder {
 #[derive(Debug, Default)]
 pub(crate) struct LiteralTable {
     bytes: Vec<u8>,
-    slots: HashTable<Slot>,
+    /// Unique literals; the index refers to them by position, which keeps
+    /// the hash table at 4 bytes a bucket.
+    slots: Vec<Slot>,
+    index: HashTable<u32>,
     bloom: Vec<u64>,
     /// Per kind, a bit for every literal length that occurs (literals are
     /// at most 255 bytes), so impossible suffix lengths cost no probe.
@@ -189,7 +205,8 @@ impl LiteralTable {
     /// Heap bytes held by the table (key text, slots and Bloom filter).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
-            + self.slots.capacity() * (std::mem::size_of::<Slot>() + 1)
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
             + self.bloom.len() * 8
     }
 
@@ -208,11 +225,12 @@ impl LiteralTable {
             return None;
         }
         let suffix = &host[start..];
-        self.slots
-            .find(hash, |slot| {
+        self.index
+            .find(hash, |&i| {
+                let slot = &self.slots[i as usize];
                 slot.kind == kind && slice(&self.bytes, slot) == suffix
             })
-            .map(|slot| slot.rule)
+            .map(|&i| self.slots[i as usize].rule)
     }
 
     fn bloom_bits(&self, hash: u64) -> (usize, u64) {
@@ -233,7 +251,8 @@ impl LiteralTable {
 }
 
 fn slice<'a>(bytes: &'a [u8], slot: &Slot) -> &'a [u8] {
-    &bytes[slot.start as usize..(slot.start + slot.len) as usize]
+    let start = slot.start as usize;
+    &bytes[start..start + usize::from(slot.len)]
 }
 
 /// FNV-1a over the bytes from last to first, so that extending a suffix by

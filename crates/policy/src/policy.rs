@@ -61,10 +61,14 @@ pub enum LoadError {
         /// The bad rows kept for reporting (at most [`MAX_KEPT_BAD_ROWS`]).
         bad_row_list: Vec<BadRow>,
     },
-    /// More rules or rule text than the compact rule table can index.
-    #[error("the lists hold more than {max} rules or bytes of rule text; split them")]
+    /// More rules, rule text, categories or sources than the compact rule
+    /// table can index.
+    #[error(
+        "the lists hold more than {max} rules or bytes of rule text, or more than 65535 \
+         categories or lists; split them"
+    )]
     TooLarge {
-        /// The limit that was passed.
+        /// The limit on rules and text bytes.
         max: u32,
     },
 }
@@ -159,7 +163,7 @@ pub struct PolicyBuilder {
     store: RuleStore,
     allow: RuleSetBuilder,
     block: RuleSetBuilder,
-    category_ids: FxHashMap<String, u32>,
+    category_ids: FxHashMap<String, u16>,
     sources: Vec<SourceSummary>,
     bad_rows: Vec<BadRow>,
     bad_row_count: usize,
@@ -283,11 +287,14 @@ impl PolicyBuilder {
         })
     }
 
-    fn category_id(&mut self, name: &str) -> u32 {
+    fn category_id(&mut self, name: &str) -> u16 {
         if let Some(id) = self.category_ids.get(name) {
             return *id;
         }
-        let id = self.category_ids.len() as u32;
+        let Ok(id) = u16::try_from(self.category_ids.len()) else {
+            self.too_large = true;
+            return u16::MAX;
+        };
         self.category_ids.insert(name.to_owned(), id);
         id
     }
@@ -298,7 +305,7 @@ struct SourceLoader<'b> {
     builder: &'b mut PolicyBuilder,
     name: &'b str,
     source_id: u16,
-    default_category: Option<u32>,
+    default_category: Option<u16>,
     summary: SourceSummary,
 }
 
@@ -362,9 +369,10 @@ impl RowSink for SourceLoader<'_> {
 #[derive(Debug, Clone, Copy)]
 struct RuleMeta {
     text_start: u32,
-    text_len: u32,
     line: u32,
-    category: u32,
+    /// Rows are at most [`crate::source::MAX_ROW_LEN`] bytes, so this fits.
+    text_len: u16,
+    category: u16,
     source: u16,
     action: Action,
 }
@@ -381,8 +389,8 @@ impl RuleStore {
     fn push(&mut self, mut meta: RuleMeta, text: &str) -> Option<u32> {
         let index = u32::try_from(self.rules.len()).ok()?;
         meta.text_start = u32::try_from(self.text.len()).ok()?;
-        meta.text_len = u32::try_from(text.len()).ok()?;
-        meta.text_start.checked_add(meta.text_len)?;
+        meta.text_len = u16::try_from(text.len()).ok()?;
+        meta.text_start.checked_add(u32::from(meta.text_len))?;
         self.text.push_str(text);
         self.rules.push(meta);
         Some(index)
