@@ -329,3 +329,27 @@ fn invalid_utf8_on_stdin_is_one_bad_target() {
     assert!(lines[0]["error"].is_string());
     assert_eq!(lines[1]["action"], "block");
 }
+
+#[test]
+fn ca_export_creates_then_reuses_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let first = webwarden(&["ca", "export", "--data-dir", data], "");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let pem = String::from_utf8(first.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert!(dir.path().join("data/ca.key").exists());
+
+    let second = webwarden(&["ca", "export", "--data-dir", data], "");
+    assert_eq!(String::from_utf8(second.stdout).unwrap(), pem);
+
+    std::fs::write(dir.path().join("data/ca.pem"), "garbage").unwrap();
+    let broken = webwarden(&["ca", "export", "--data-dir", data], "");
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        stderr(&broken).contains("invalid CA file"),
+        "{}",
+        stderr(&broken)
+    );
+}

@@ -891,3 +891,25 @@ async fn name_resolving_to_blocked_ip_is_blocked() {
         assert!(origin.requests().is_empty(), "the origin was reached");
     }
 }
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_after_writing_events() {
+    let origin = Origin::start(None).await;
+    let mut proxy = start_proxy("all", None);
+    let url = format!("http://127.0.0.1:{}/before-stop", origin.port());
+    let result = curl(&proxy.proxy_url(), &[], &url).await;
+    assert_eq!(result.status, 200, "{result:?}");
+
+    let status = proxy
+        .terminate(Duration::from_secs(10))
+        .expect("webwarden exits within 10 s of SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    let log = proxy.log();
+    assert!(log.contains("received SIGTERM"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    let events = proxy.events();
+    assert!(
+        events.iter().any(|event| event["url"] == url.as_str()),
+        "no event for {url} in {events:?}"
+    );
+}

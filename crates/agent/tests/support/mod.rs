@@ -248,6 +248,17 @@ impl Webwarden {
         self.log.text()
     }
 
+    /// Sends SIGTERM and waits up to `timeout` for webwarden to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.process.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed: {status}");
+        self.process.wait_timeout(timeout)
+    }
+
     /// Reads every event line written so far.
     pub fn events(&self) -> Vec<Value> {
         let path = self.dir.path().join("events.jsonl");
