@@ -12,14 +12,15 @@
 # - WEBWARDEN_BENCH_LIST_FORMAT: csv or domains (default: csv for *.csv, else domains).
 # - WEBWARDEN_BENCH_DURATION: measured seconds per run (default: 10).
 # - WEBWARDEN_BENCH_CONNECTIONS: connection counts to run (default: "1 64").
+# - WEBWARDEN_BENCH_ROUNDS: rounds over all runs; the summary reports medians (default: 3).
 # - WEBWARDEN_BENCH_OUT: results folder (default: ~/.cache/webwarden-bench-results/TIME).
 # - WEBWARDEN_BENCH_VENV: virtualenv with mitmproxy (default: ~/.cache/webwarden-bench-venv).
 # - CARGO_TARGET_DIR: cargo target folder (default: ~/.cache/webwarden-load-target).
 #
 # Every server listens on 127.0.0.1 and every request goes to loopback.
-# Each run is bounded by time and by request count; the origin exits by
-# itself after 30 minutes, and every process this script starts is stopped
-# by its PID when the script exits (unless the script is killed by SIGKILL).
+# Each run is bounded by time and by request count, and the origin exits by
+# itself after 30 minutes. When the script exits, it stops every process it
+# started by PID (unless the script itself is killed by SIGKILL).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -41,6 +42,7 @@ case "${WEBWARDEN_BENCH_LIST_FORMAT:-}" in
 esac
 duration="${WEBWARDEN_BENCH_DURATION:-10}"
 connection_counts="${WEBWARDEN_BENCH_CONNECTIONS:-1 64}"
+rounds="${WEBWARDEN_BENCH_ROUNDS:-3}"
 venv="${WEBWARDEN_BENCH_VENV:-$HOME/.cache/webwarden-bench-venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/webwarden-load-target}"
 out="${WEBWARDEN_BENCH_OUT:-$HOME/.cache/webwarden-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -111,6 +113,12 @@ vm_rss_kib() {
     awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
 }
 
+# User plus system CPU time of a process, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+clock_ticks="$(getconf CLK_TCK)"
+
 echo "== building release binaries"
 (cd "$root" && cargo build --release --locked -p webwarden -p webwarden-load)
 bin="$CARGO_TARGET_DIR/release"
@@ -140,7 +148,7 @@ echo "== machine"
     # average shows whether the machine was idle.
     echo "load average before: $(cut -d ' ' -f 1-3 /proc/loadavg)"
     echo "list: $list ($format)"
-    echo "duration: $duration s per run after 1 s warmup; connections: $connection_counts"
+    echo "duration: $duration s per run after 1 s warmup; connections: $connection_counts; rounds: $rounds"
 } | tee "$out/machine.txt"
 
 echo "== starting the origin"
@@ -188,33 +196,57 @@ wait_for_log "$out/mitmproxy.log" "proxy listening at" "$mitm_pid" 300 mitmproxy
 wait_for_file "$work/mitmproxy/mitmproxy-ca-cert.pem" "$mitm_pid" 30 mitmproxy "$out/mitmproxy.log"
 grep "regex filter" "$out/mitmproxy.log" | tee -a "$out/machine.txt"
 
-# Runs one measurement: PATH (direct, webwarden or mitmproxy), SCHEME, CONNECTIONS.
+echo "| Path | Scheme | Connections | Origin CPU (µs/request) | Proxy CPU (µs/request) |" >"$out/cpu.md"
+echo "| --- | --- | ---: | ---: | ---: |" >>"$out/cpu.md"
+
+# Runs one measurement: PATH (direct, webwarden or mitmproxy), SCHEME,
+# CONNECTIONS. Also appends the CPU time the origin and the proxy spent per
+# request sent, warmup included, to cpu.md.
 measure() {
-    local path="$1" scheme="$2" connections="$3" port proxy_args=() ca_args=()
+    local path="$1" scheme="$2" connections="$3" port proxy_pid="" proxy_args=() ca_args=()
+    local origin_before proxy_before=0 output sent origin_us proxy_us="-"
     if [ "$scheme" = http ]; then port="$http_port"; else port="$https_port"; fi
     case "$path" in
         direct) [ "$scheme" = https ] && ca_args=(--ca "$work/origin-ca.pem") ;;
         webwarden)
+            proxy_pid="$webwarden_pid"
             proxy_args=(--proxy "$webwarden_addr")
             [ "$scheme" = https ] && ca_args=(--ca "$work/webwarden/ca.pem")
             ;;
         mitmproxy)
+            proxy_pid="$mitm_pid"
             proxy_args=(--proxy "127.0.0.1:$mitm_port")
             [ "$scheme" = https ] && ca_args=(--ca "$work/mitmproxy/mitmproxy-ca-cert.pem")
             ;;
     esac
     echo "-- $path $scheme, $connections connection(s)"
-    "$bin/webwarden-load" run --url "$scheme://localhost:$port/" "${proxy_args[@]}" "${ca_args[@]}" \
+    origin_before="$(cpu_ticks "$origin_pid")"
+    [ -n "$proxy_pid" ] && proxy_before="$(cpu_ticks "$proxy_pid")"
+
+    output="$("$bin/webwarden-load" run --url "$scheme://localhost:$port/" "${proxy_args[@]}" "${ca_args[@]}" \
         --connections "$connections" --warmup 1 --duration "$duration" --max-requests 5000000 \
-        --label "$path" --list "$list" --results "$out/results.jsonl" --markdown "$out/table.md" \
-        | tail -n 1
+        --label "$path" --list "$list" --results "$out/results.jsonl" --markdown "$out/table.md")"
+    echo "${output##*$'\n'}"
+
+    sent="$(sed -n '1s/.*"sent":\([0-9]*\).*/\1/p' <<<"$output")"
+    origin_us="$(awk -v ticks="$(($(cpu_ticks "$origin_pid") - origin_before))" -v hz="$clock_ticks" \
+        -v sent="$sent" 'BEGIN { printf "%.1f", ticks * 1e6 / hz / sent }')"
+    if [ -n "$proxy_pid" ]; then
+        proxy_us="$(awk -v ticks="$(($(cpu_ticks "$proxy_pid") - proxy_before))" -v hz="$clock_ticks" \
+            -v sent="$sent" 'BEGIN { printf "%.1f", ticks * 1e6 / hz / sent }')"
+    fi
+    echo "| $path | $scheme | $connections | $origin_us | $proxy_us |" >>"$out/cpu.md"
 }
 
-echo "== measuring"
-for scheme in http https; do
-    for connections in $connection_counts; do
-        for path in direct webwarden mitmproxy; do
-            measure "$path" "$scheme" "$connections"
+# Rounds go over every run in turn, so a slow spell of the machine touches
+# all three paths instead of one.
+for round in $(seq 1 "$rounds"); do
+    echo "== measuring, round $round of $rounds"
+    for scheme in http https; do
+        for connections in $connection_counts; do
+            for path in direct webwarden mitmproxy; do
+                measure "$path" "$scheme" "$connections"
+            done
         done
     done
 done

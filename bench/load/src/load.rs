@@ -60,6 +60,8 @@ pub struct LoadOutcome {
     pub timeouts: u64,
     /// Whether the request budget ran out before the window ended.
     pub budget_exhausted: bool,
+    /// Requests sent in the whole run, warmup included.
+    pub sent: u64,
     /// Latency of the `ok` requests, in microseconds.
     pub latency_us: Histogram<u64>,
 }
@@ -112,7 +114,8 @@ pub async fn run(target: Arc<Target>, settings: &LoadSettings) -> anyhow::Result
     while let Some(joined) = workers.join_next().await {
         total.merge(joined.context("a load task panicked")??)?;
     }
-    let budget_exhausted = budget.load(Ordering::Relaxed) == 0;
+    let left = budget.load(Ordering::Relaxed);
+    let budget_exhausted = left == 0;
     let window_end = match total.last_completion {
         Some(last) if budget_exhausted && last < window.end => last,
         _ => window.end,
@@ -125,6 +128,7 @@ pub async fn run(target: Arc<Target>, settings: &LoadSettings) -> anyhow::Result
         errors: total.errors,
         timeouts: total.timeouts,
         budget_exhausted,
+        sent: settings.max_requests - left,
         latency_us: total.latency_us,
     })
 }
@@ -322,6 +326,7 @@ mod tests {
         assert_eq!(outcome.wrong_bodies, 0);
         assert!(outcome.other_statuses.is_empty());
         assert_eq!(outcome.latency_us.len(), outcome.ok);
+        assert!(outcome.sent >= outcome.ok);
     }
 
     #[tokio::test]
@@ -349,6 +354,7 @@ mod tests {
         let started = Instant::now();
         let outcome = run(target, &settings).await.unwrap();
         assert!(outcome.budget_exhausted);
+        assert_eq!(outcome.sent, 50);
         assert!(outcome.ok <= 50);
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -260,7 +260,7 @@ async fn run_load(args: RunArgs) -> anyhow::Result<()> {
         report::append_line(path, &json)?;
     }
     if let Some(path) = &args.markdown {
-        report::append_line(path, &row)?;
+        report::append_markdown_row(path, &row)?;
     }
     Ok(())
 }

@@ -76,6 +76,8 @@ pub struct RunResult {
     pub timeouts: u64,
     /// Whether the request budget ended the run before the window did.
     pub budget_exhausted: bool,
+    /// Requests sent in the whole run, warmup included.
+    pub sent: u64,
 }
 
 impl RunResult {
@@ -116,6 +118,7 @@ impl RunResult {
             errors: outcome.errors,
             timeouts: outcome.timeouts,
             budget_exhausted: outcome.budget_exhausted,
+            sent: outcome.sent,
         }
     }
 
@@ -155,6 +158,20 @@ pub fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
     writeln!(file, "{line}").with_context(|| format!("failed to write {}", path.display()))
 }
 
+/// Appends a table row to `path`, after [`MARKDOWN_HEADER`] when the file
+/// is new or empty.
+///
+/// # Errors
+///
+/// Returns the I/O error with the path.
+pub fn append_markdown_row(path: &Path, row: &str) -> anyhow::Result<()> {
+    let empty = std::fs::metadata(path).map_or(true, |meta| meta.len() == 0);
+    if empty {
+        append_line(path, MARKDOWN_HEADER)?;
+    }
+    append_line(path, row)
+}
+
 /// Reads the JSON lines that `run --results` appended.
 ///
 /// # Errors
@@ -182,34 +199,106 @@ pub struct ResidentMemory {
     pub after_load_kib: u64,
 }
 
+/// The header of the summary table that [`summary`] prints.
+pub const SUMMARY_HEADER: &str = "| Path | Scheme | Connections | Runs | Requests/s (median) | Requests/s (min to max) | p50 (ms) | p99 (ms) | Failed |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |";
+
+type CellKey = (String, (u8, String), usize);
+
+/// The runs of one path, scheme and connection count, reduced to medians.
+#[derive(Debug)]
+struct Cell {
+    label: String,
+    scheme: String,
+    connections: usize,
+    runs: usize,
+    requests_per_second: f64,
+    min_requests_per_second: f64,
+    max_requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: u64,
+}
+
+impl Cell {
+    fn new(runs: &[&RunResult]) -> Cell {
+        let first = runs[0];
+        let rates: Vec<f64> = runs.iter().map(|r| r.requests_per_second).collect();
+        Cell {
+            label: first.label.clone(),
+            scheme: first.scheme.clone(),
+            connections: first.connections,
+            runs: runs.len(),
+            requests_per_second: median(&rates),
+            min_requests_per_second: rates.iter().copied().fold(f64::INFINITY, f64::min),
+            max_requests_per_second: rates.iter().copied().fold(0.0, f64::max),
+            p50_ms: median(&runs.iter().map(|r| r.latency_ms.p50).collect::<Vec<_>>()),
+            p99_ms: median(&runs.iter().map(|r| r.latency_ms.p99).collect::<Vec<_>>()),
+            failed: runs.iter().map(|r| r.failed()).sum(),
+        }
+    }
+
+    fn markdown_row(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {:.0} | {:.0} to {:.0} | {:.3} | {:.3} | {} |",
+            self.label,
+            self.scheme,
+            self.connections,
+            self.runs,
+            self.requests_per_second,
+            self.min_requests_per_second,
+            self.max_requests_per_second,
+            self.p50_ms,
+            self.p99_ms,
+            self.failed
+        )
+    }
+}
+
+/// Returns the median of `values`, the mean of the middle two for an even
+/// count, or 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => sorted[middle],
+        _ => (sorted[middle - 1] + sorted[middle]) / 2.0,
+    }
+}
+
 /// Formats the table of all results and the comparisons against the
-/// targets. The last result per path, scheme and connection count wins.
+/// targets. Repeated runs of one path, scheme and connection count are
+/// reduced to the median requests per second, p50 and p99, and the
+/// comparisons use those medians.
 pub fn summary(results: &[RunResult], memory: Option<ResidentMemory>) -> String {
-    let mut latest: BTreeMap<(String, String, usize), &RunResult> = BTreeMap::new();
+    // Keyed by scheme, path and connection count, so the table groups by
+    // scheme and lists the direct path first.
+    let mut groups: BTreeMap<CellKey, Vec<&RunResult>> = BTreeMap::new();
     for result in results {
         let key = (
             result.scheme.clone(),
-            result.label.clone(),
+            label_rank(&result.label),
             result.connections,
         );
-        latest.insert(key, result);
+        groups.entry(key).or_default().push(result);
     }
+    let mut cells: Vec<Cell> = groups.values().map(|runs| Cell::new(runs)).collect();
+    cells.sort_by_key(|c| (c.scheme.clone(), c.connections, label_rank(&c.label)));
     let find = |label: &str, scheme: &str, connections: usize| {
-        latest
-            .get(&(scheme.to_owned(), label.to_owned(), connections))
-            .copied()
+        cells
+            .iter()
+            .find(|c| c.label == label && c.scheme == scheme && c.connections == connections)
     };
 
-    let mut rows: Vec<&RunResult> = latest.values().copied().collect();
-    rows.sort_by_key(|r| (r.scheme.clone(), r.connections, label_rank(&r.label)));
     let mut out = String::new();
-    let _ = writeln!(out, "{MARKDOWN_HEADER}");
-    for row in &rows {
-        let _ = writeln!(out, "{}", row.markdown_row());
+    let _ = writeln!(out, "{SUMMARY_HEADER}");
+    for cell in &cells {
+        let _ = writeln!(out, "{}", cell.markdown_row());
     }
     let _ = writeln!(out);
 
-    let mut connection_counts: Vec<usize> = rows.iter().map(|r| r.connections).collect();
+    let mut connection_counts: Vec<usize> = cells.iter().map(|c| c.connections).collect();
     connection_counts.sort_unstable();
     connection_counts.dedup();
     for &connections in &connection_counts {
@@ -240,12 +329,12 @@ pub fn summary(results: &[RunResult], memory: Option<ResidentMemory>) -> String 
     }
     for scheme in ["http", "https"] {
         if let (Some(ours), Some(base)) = (find(WEBWARDEN, scheme, 1), find(DIRECT, scheme, 1)) {
-            let added = ours.latency_ms.p99 - base.latency_ms.p99;
+            let added = ours.p99_ms - base.p99_ms;
             let _ = writeln!(
                 out,
                 "- {scheme}, 1 connection: webwarden adds {added:.3} ms to p99 ({:.3} ms against {:.3} ms direct; target under {TARGET_ADDED_P99_MS} ms: {}).",
-                ours.latency_ms.p99,
-                base.latency_ms.p99,
+                ours.p99_ms,
+                base.p99_ms,
                 verdict(added < TARGET_ADDED_P99_MS)
             );
         }
@@ -264,19 +353,11 @@ pub fn summary(results: &[RunResult], memory: Option<ResidentMemory>) -> String 
             verdict(loaded.max(after) < TARGET_RSS_BYTES)
         );
     }
-    let failed: Vec<&&RunResult> = rows.iter().filter(|r| r.failed() > 0).collect();
-    for row in failed {
+    for cell in cells.iter().filter(|c| c.failed > 0) {
         let _ = writeln!(
             out,
-            "- Warning: {} {} at {} connection(s) had {} failed requests (statuses {:?}, {} errors, {} timeouts, {} wrong bodies).",
-            row.label,
-            row.scheme,
-            row.connections,
-            row.failed(),
-            row.other_statuses,
-            row.errors,
-            row.timeouts,
-            row.wrong_bodies
+            "- Warning: {} {} at {} connection(s) had {} failed requests over {} run(s); see the JSON results for the kinds.",
+            cell.label, cell.scheme, cell.connections, cell.failed, cell.runs
         );
     }
     out
@@ -326,6 +407,7 @@ mod tests {
             errors: 0,
             timeouts: 0,
             budget_exhausted: false,
+            sent: (rps * 11.0) as u64,
         }
     }
 
@@ -352,14 +434,23 @@ mod tests {
     }
 
     #[test]
-    fn summary_keeps_last_result_per_run() {
+    fn summary_takes_median_of_runs() {
         let results = vec![
             result(DIRECT, "http", 1, 1_000.0, 0.2),
-            result(DIRECT, "http", 1, 2_000.0, 0.2),
+            result(DIRECT, "http", 1, 3_000.0, 0.4),
+            result(DIRECT, "http", 1, 2_000.0, 0.3),
         ];
         let text = summary(&results, None);
         assert_eq!(text.matches("| direct | http | 1 |").count(), 1);
-        assert!(text.contains("| direct | http | 1 | 2000 |"));
+        assert!(
+            text.contains("| direct | http | 1 | 3 | 2000 | 1000 to 3000 | 0.150 | 0.300 | 0 |")
+        );
+    }
+
+    #[test]
+    fn median_of_even_count_averages() {
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
     }
 
     #[test]
