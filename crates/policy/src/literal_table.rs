@@ -9,6 +9,7 @@
 
 use hashbrown::HashTable;
 
+use crate::matcher::min_option;
 use crate::pattern::Anchor;
 
 /// Bloom filter bits per key; with two bits set per key in one 64-bit word
@@ -289,12 +290,6 @@ fn kind_hash(mixed: u64, kind: Kind) -> u64 {
     mixed ^ SALTS[kind as usize]
 }
 
-fn min_option(a: Option<u32>, b: Option<u32>) -> Option<u32> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
 }
 
 #[cfg(test)]

@@ -117,7 +117,8 @@ impl RuleSet {
     }
 }
 
-fn min_option(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+/// The lower of two optional rule numbers.
+pub(crate) fn min_option(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
