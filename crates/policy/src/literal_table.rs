@@ -290,8 +290,6 @@ fn kind_hash(mixed: u64, kind: Kind) -> u64 {
     mixed ^ SALTS[kind as usize]
 }
 
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
