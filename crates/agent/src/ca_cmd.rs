@@ -20,7 +20,7 @@ pub enum CaCommand {
 /// Arguments of `webwarden ca export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Directory that holds the CA [default: the OS data directory].
+    /// Directory that contains the CA [default: the OS data directory].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }

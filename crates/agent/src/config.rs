@@ -88,12 +88,12 @@ impl ListEntry {
     }
 }
 
-/// Where the configuration file is by default.
+/// Returns the default configuration file path.
 pub fn default_config_path() -> Option<PathBuf> {
     project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
 }
 
-/// Where state goes by default.
+/// Returns the default data directory.
 pub fn default_data_dir() -> anyhow::Result<PathBuf> {
     project_dirs()
         .map(|dirs| dirs.data_dir().to_owned())

@@ -59,7 +59,7 @@ pub struct Event {
     pub rule_line: Option<u32>,
     /// The status the upstream server answered with, if it answered.
     pub response_status: Option<u16>,
-    /// Why the request failed, for requests that failed upstream.
+    /// The failure, for requests that failed upstream.
     pub error: Option<String>,
 }
 

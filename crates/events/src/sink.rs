@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::Event;
 
-/// Why a sink failed.
+/// The reason a sink failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SinkError {

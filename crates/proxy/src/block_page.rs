@@ -11,7 +11,7 @@ pub const DEFAULT_CONTACT: &str = "Access to this site is blocked by company pol
      need it for your work, contact IT support and explain the business reason; they can \
      grant access.";
 
-/// What the block page shows.
+/// The values the block page shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockInfo<'a> {
     /// The blocked host.

@@ -26,7 +26,7 @@ pub const CA_KEY_FILE: &str = "ca.key";
 /// Validity of a new CA certificate.
 const CA_VALIDITY: Duration = Duration::days(3 * 365);
 
-/// Why the CA could not be created or loaded.
+/// The reason the CA could not be created or loaded.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CaError {
@@ -202,7 +202,7 @@ pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// Checks that the PEM holds one CA certificate for `key` that is valid now,
+/// Checks that the PEM contains one CA certificate for `key` that is valid now,
 /// and returns its expiry.
 fn validate_cert(cert_pem: &str, key: &KeyPair) -> Result<OffsetDateTime, String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())

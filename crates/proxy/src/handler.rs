@@ -66,7 +66,7 @@ impl BlockDecision {
     }
 }
 
-/// What a CONNECT decided, for the requests inside its tunnel.
+/// The decision of a CONNECT, kept for the requests inside its tunnel.
 #[derive(Debug)]
 struct Tunnel {
     host: Host,
@@ -487,7 +487,7 @@ fn client_addr(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(canonical_ip(addr.ip()), addr.port())
 }
 
-/// Answers a request sent to the proxy itself rather than through it.
+/// Responds to a request sent to the proxy itself rather than through it.
 fn local_response(req: &Request<Body>) -> Response<Body> {
     if req.uri().path() == "/" {
         return text_response(

@@ -38,7 +38,7 @@ pub type SharedPolicy = Arc<ArcSwap<Policy>>;
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8899";
 
-/// Which allowed CONNECT tunnels are decrypted.
+/// The set of allowed CONNECT tunnels that are decrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InspectionMode {
     /// Every tunnel except those on the bypass list.
@@ -100,7 +100,7 @@ impl ProxySettings {
     }
 }
 
-/// Why the proxy could not start or stopped with an error.
+/// The reason the proxy could not start or stopped with an error.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ProxyError {
