@@ -47,6 +47,10 @@ venv="${WEBWARDEN_BENCH_VENV:-$HOME/.cache/webwarden-bench-venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/webwarden-load-target}"
 out="${WEBWARDEN_BENCH_OUT:-$HOME/.cache/webwarden-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
+if [ -e "$out/results.jsonl" ]; then
+    echo "error: $out already contains results.jsonl; set WEBWARDEN_BENCH_OUT to a new folder" >&2
+    exit 2
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/webwarden-bench.XXXXXX")"
 
 # PIDs of the processes this script started, stopped in reverse order.
