@@ -162,7 +162,9 @@ pub async fn serve(
     }));
 
     // NOTE: hudsucker 0.25 retries a failed accept at once without a pause,
-    // so running out of file descriptors spins the accept loop.
+    // so running out of file descriptors spins the accept loop. Its
+    // WebSocket client also resolves names itself, so IP rules are checked
+    // only against the host of a WebSocket request, not its resolved address.
     let proxy = Proxy::builder()
         .with_listener(listener)
         .with_ca(authority)
