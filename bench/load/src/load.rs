@@ -248,7 +248,14 @@ async fn drive(
     let mut stats = WorkerStats::new()?;
     let mut connection = Some(sender);
     while Instant::now() < window.end && take_request(&budget) {
-        let mut sender = match connection.take() {
+        // A server may close a keep-alive connection between requests, as
+        // nginx does after `keepalive_requests`. That is no failed request,
+        // so the worker reconnects without counting an error.
+        let reusable = match connection.take() {
+            Some(mut sender) => sender.ready().await.is_ok().then_some(sender),
+            None => None,
+        };
+        let mut sender = match reusable {
             Some(sender) => sender,
             None => match tokio::time::timeout(settings.connect_timeout, target.connect()).await {
                 Ok(Ok(sender)) => sender,
@@ -357,6 +364,36 @@ mod tests {
         assert_eq!(outcome.sent, 50);
         assert!(outcome.ok <= 50);
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn server_close_between_requests_is_no_error() {
+        // A server without keep-alive closes every connection after one
+        // response, so each request after the first needs a reconnect.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        let body =
+                            http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; BODY_LEN]));
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(false)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let url = format!("http://localhost:{port}/");
+        let target = Arc::new(Target::new(&url, None, None).await.unwrap());
+        let outcome = run(target, &short_settings(2)).await.unwrap();
+        assert!(outcome.ok > 1, "too few requests completed: {outcome:?}");
+        assert_eq!(outcome.errors, 0);
+        assert_eq!(outcome.timeouts, 0);
     }
 
     #[tokio::test]
