@@ -8,7 +8,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the stderr subscriber; later calls do nothing.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,hudsucker=warn,tokio_graceful=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hudsucker=warn,tokio_graceful=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
