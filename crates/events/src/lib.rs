@@ -10,4 +10,6 @@ mod event;
 mod sink;
 
 pub use event::{Event, EventCategory, ALLOWED_EVENT_NAME};
-pub use sink::{event_channel, EventReceiver, EventSender, JsonLinesSink, SinkError};
+pub use sink::{
+    event_channel, EventReceiver, EventSender, JsonLinesSink, SinkError, FLUSH_INTERVAL,
+};

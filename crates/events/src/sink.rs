@@ -27,6 +27,10 @@ pub enum SinkError {
     },
 }
 
+/// The longest time a written event waits in the buffer before it reaches
+/// the file.
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The sending half: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct EventSender {
@@ -99,20 +103,35 @@ impl JsonLinesSink {
         })
     }
 
-    /// Writes events until every sender is dropped. Each batch of queued
-    /// events is flushed before waiting for more, so a line reaches the file
-    /// within one batch of its request.
+    /// Writes events until every sender is dropped, then flushes. Lines are
+    /// buffered and flushed at most [`FLUSH_INTERVAL`] after they are
+    /// written, so a busy proxy makes one file write per buffer, not one per
+    /// request.
     ///
     /// # Errors
     ///
     /// Returns [`SinkError::File`] when a write fails.
     pub async fn run(mut self, mut events: EventReceiver) -> Result<(), SinkError> {
-        let mut batch = Vec::with_capacity(64);
-        while events.rx.recv_many(&mut batch, 64).await > 0 {
-            for event in batch.drain(..) {
-                self.write(&event).await?;
+        let mut batch = Vec::with_capacity(256);
+        let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unflushed = false;
+        loop {
+            tokio::select! {
+                received = events.rx.recv_many(&mut batch, 256) => {
+                    if received == 0 {
+                        break;
+                    }
+                    for event in batch.drain(..) {
+                        self.write(&event).await?;
+                    }
+                    unflushed = true;
+                }
+                _ = flush.tick(), if unflushed => {
+                    self.flush().await?;
+                    unflushed = false;
+                }
             }
-            self.flush().await?;
         }
         self.flush().await
     }
