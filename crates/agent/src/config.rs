@@ -135,7 +135,7 @@ pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
 }
 
 impl FileConfig {
-    /// The lists as `--list` specs.
+    /// Converts the lists to `--list` specs.
     ///
     /// # Errors
     ///
@@ -147,7 +147,7 @@ impl FileConfig {
             .collect()
     }
 
-    /// The inspection mode.
+    /// Parses the inspection mode.
     ///
     /// # Errors
     ///

@@ -37,7 +37,7 @@ pub struct ListSpec {
 }
 
 impl ListSpec {
-    /// The built-in default list.
+    /// Returns the spec of the built-in default list.
     pub fn builtin() -> ListSpec {
         ListSpec {
             path: None,

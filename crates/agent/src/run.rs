@@ -39,7 +39,7 @@ pub struct RunArgs {
     /// JSON-lines file for request events [default: DATA_DIR/events.jsonl].
     #[arg(long, value_name = "FILE")]
     events_file: Option<PathBuf>,
-    /// Which allowed HTTPS tunnels are decrypted: all or blocked-only.
+    /// The allowed HTTPS tunnels to decrypt: all or blocked-only.
     #[arg(long, value_name = "MODE")]
     inspection: Option<InspectionMode>,
     /// A domain whose tunnels are never decrypted unless the lists block it

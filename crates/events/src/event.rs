@@ -15,7 +15,7 @@ pub enum EventCategory {
     /// The request was sent upstream (it may still have failed there).
     #[serde(rename = "AllowedHTTPRequest")]
     Allowed,
-    /// The request was answered with the block page.
+    /// The proxy responded with the block page.
     #[serde(rename = "BlockedHTTPRequest")]
     Blocked,
 }
@@ -57,7 +57,7 @@ pub struct Event {
     pub rule_source: Option<String>,
     /// The rule's 1-based line in its list.
     pub rule_line: Option<u32>,
-    /// The status the upstream server answered with, if it answered.
+    /// The status of the upstream server's response, if there was one.
     pub response_status: Option<u16>,
     /// The failure, for requests that failed upstream.
     pub error: Option<String>,

@@ -27,11 +27,11 @@ pub enum SinkError {
     },
 }
 
-/// The longest time a written event waits in the buffer before it reaches
-/// the file.
+/// Maximum time a written event waits in the buffer before it reaches the
+/// file.
 pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The sending half: cheap to clone, never blocks.
+/// The sending half: cheap to clone, and [`EventSender::send`] never waits.
 #[derive(Debug, Clone)]
 pub struct EventSender {
     tx: mpsc::Sender<Event>,

@@ -16,7 +16,7 @@ pub const MAX_HOST_LEN: usize = 253;
 /// Maximum length of one label in octets (RFC 1035).
 pub const MAX_LABEL_LEN: usize = 63;
 
-/// Why a host or target was rejected.
+/// The reason a host or target was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum HostError {
@@ -81,7 +81,7 @@ pub enum HostError {
     InvalidUrl {
         /// The whole input.
         input: String,
-        /// What the URL parser reported.
+        /// The URL parser's message.
         reason: String,
     },
 }
@@ -150,13 +150,13 @@ impl Host {
         }
     }
 
-    /// The canonical text: the host name, or the address in its standard form
+    /// Returns the canonical text: the host name, or the address in its standard form
     /// (dotted quad, or RFC 5952 for IPv6, without brackets).
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
-    /// The address when the host is an IP literal.
+    /// Returns the address when the host is an IP literal.
     pub fn ip(&self) -> Option<IpAddr> {
         self.ip
     }
@@ -168,7 +168,7 @@ impl fmt::Display for Host {
     }
 }
 
-/// What one lookup is about: a host, the IP address the connection goes to
+/// The subject of one lookup: a host, the IP address the connection goes to
 /// (if known), and the port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -217,17 +217,17 @@ impl Target {
         self
     }
 
-    /// The normalized host.
+    /// Returns the normalized host.
     pub fn host(&self) -> &Host {
         &self.host
     }
 
-    /// The destination address, if known.
+    /// Returns the destination address, if known.
     pub fn ip(&self) -> Option<IpAddr> {
         self.ip
     }
 
-    /// The port, if the input named one or implied one through its scheme.
+    /// Returns the port, if the input named one or implied one through its scheme.
     pub fn port(&self) -> Option<u16> {
         self.port
     }
@@ -314,7 +314,7 @@ fn ends_in_number(name: &str) -> bool {
     }
 }
 
-/// Whether `c` may appear in a canonical host name. Underscores are accepted
+/// Checks whether `c` may appear in a canonical host name. Underscores are accepted
 /// because real DNS names and public blocklists contain them.
 pub(crate) fn is_host_char(c: char) -> bool {
     matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.')

@@ -12,8 +12,8 @@ use hashbrown::HashTable;
 use crate::matcher::min_option;
 use crate::pattern::Anchor;
 
-/// Bloom filter bits per key; with two bits set per key in one 64-bit word
-/// this gives a false positive rate of roughly 1 to 2 percent.
+/// Bloom filter bits per key. Two bits are set per key in one 64-bit word,
+/// which gives an estimated false positive rate of 1 to 2 percent.
 const BLOOM_BITS_PER_KEY: usize = 16;
 
 /// The kinds of literal, by where the literal must sit in the host.

@@ -117,7 +117,7 @@ impl RuleSet {
     }
 }
 
-/// The lower of two optional rule numbers.
+/// Returns the lower of two optional rule numbers.
 pub(crate) fn min_option(a: Option<u32>, b: Option<u32>) -> Option<u32> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -249,7 +249,7 @@ impl IpTable {
         table
     }
 
-    /// Every rule that owns an entry.
+    /// Returns every rule that owns an entry.
     fn rules(&self) -> impl Iterator<Item = u32> + '_ {
         let v4 = self.v4.iter().flat_map(|(_, map)| map.values().copied());
         let v6 = self.v6.iter().flat_map(|(_, map)| map.values().copied());

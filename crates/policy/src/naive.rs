@@ -65,7 +65,7 @@ impl NaiveMatcher {
         self.rules.len()
     }
 
-    /// Whether no rules are loaded.
+    /// Checks whether no rules are loaded.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

@@ -20,7 +20,7 @@ use crate::source::{self, Action, BadRow, Format, Row, RowKind, RowSink, DEFAULT
 /// How many bad rows a policy keeps for reporting; all of them are counted.
 pub const MAX_KEPT_BAD_ROWS: usize = 10_000;
 
-/// Why a list could not be loaded.
+/// The reason a list could not be loaded.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum LoadError {
@@ -140,7 +140,7 @@ impl KindCounts {
     }
 }
 
-/// What loading one source produced.
+/// The result of loading one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceSummary {
     /// The source name (usually the file path).
@@ -420,7 +420,7 @@ pub struct Policy {
     duplicate_keys: usize,
 }
 
-/// Which part of the target a rule matched.
+/// The part of the target a rule matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchedOn {
     /// The destination IP address.
@@ -454,14 +454,14 @@ pub struct MatchedRule<'p> {
     pub source: &'p str,
     /// The 1-based line of the rule in its source.
     pub line: u32,
-    /// What the rule matched.
+    /// The part of the target the rule matched.
     pub matched_on: MatchedOn,
 }
 
 /// The decision for one target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict<'p> {
-    /// What to do: allow when no rule matched.
+    /// The action to take: allow when no rule matched.
     pub action: Action,
     /// The deciding rule, if any.
     pub rule: Option<MatchedRule<'p>>,
@@ -511,12 +511,12 @@ impl Policy {
         counts
     }
 
-    /// The first bad rows (at most [`MAX_KEPT_BAD_ROWS`]).
+    /// Returns the first bad rows (at most [`MAX_KEPT_BAD_ROWS`]).
     pub fn bad_rows(&self) -> &[BadRow] {
         &self.bad_rows
     }
 
-    /// How many rows were skipped as bad in all.
+    /// Returns how many rows were skipped as bad in all.
     pub fn bad_row_count(&self) -> usize {
         self.bad_row_count
     }

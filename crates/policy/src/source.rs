@@ -45,7 +45,7 @@ pub const MAX_ROW_LEN: usize = 4096;
 /// How much of a bad row's text is kept for its report.
 const MAX_REPORTED_TEXT: usize = 200;
 
-/// What a rule does when it matches.
+/// The effect of a rule that matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     /// The request is refused.
@@ -55,7 +55,7 @@ pub enum Action {
 }
 
 impl Action {
-    /// The lower-case name used in lists and output (`block` or `allow`).
+    /// Returns the lower-case name used in lists and output (`block` or `allow`).
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Block => "block",
@@ -97,7 +97,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// The name used in configuration and output.
+    /// Returns the name used in configuration and output.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Csv => "csv",
@@ -175,7 +175,7 @@ pub struct BadRow {
     pub line: u32,
     /// The line as written, trimmed.
     pub text: String,
-    /// Why the row was skipped, with the fix where there is one.
+    /// The reason the row was skipped, with the fix where there is one.
     pub reason: String,
 }
 
@@ -201,7 +201,7 @@ pub(crate) struct Row<'a> {
     pub kind: RowKind,
 }
 
-/// What a row matches against.
+/// The part of the target a row is matched against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RowKind {
     /// Checked against the destination IP address.
@@ -377,7 +377,7 @@ fn parse_csv_row(
     });
 }
 
-/// A CSV row is an IP row when its first column, with `\.` read as `.` and
+/// Returns the range of an IP row: a CSV row whose first column, with `\.` read as `.` and
 /// optional `^`/`$` anchors removed, is an IP address or CIDR range.
 fn csv_ip_row(regex: &str) -> Option<IpNet> {
     if !regex
@@ -400,8 +400,8 @@ fn looks_like_cidr(regex: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() || b"\\.:/".contains(&b))
 }
 
-/// A first row that reads `regex,category` (or `pattern`/`host` first) is a
-/// header, which admins' spreadsheets often export.
+/// Checks for a header row, `regex,category` (or `pattern`/`host` first),
+/// which admins' spreadsheets often export.
 fn is_header(first: &str, second: &str) -> bool {
     let first = first.to_ascii_lowercase();
     matches!(first.as_str(), "regex" | "pattern" | "host")

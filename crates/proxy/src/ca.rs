@@ -55,7 +55,7 @@ pub enum CaError {
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
+        /// The problem with it.
         reason: String,
     },
     /// Generating the key or certificate failed.
@@ -155,7 +155,7 @@ impl LocalCa {
         })
     }
 
-    /// The CA certificate in PEM form.
+    /// Returns the CA certificate in PEM form.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
@@ -192,8 +192,8 @@ fn ca_params() -> Result<CertificateParams, CaError> {
     Ok(params)
 }
 
-/// A positive 128-bit random serial number, as RFC 5280 allows at most 20
-/// octets and asks for unpredictable serials.
+/// A positive 128-bit random serial number, since RFC 5280 allows at most 20
+/// octets and recommends unpredictable serials.
 pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|err| CaError::Generate(err.to_string()))?;

@@ -1,4 +1,4 @@
-//! The hudsucker handler: decides every request against the policy, answers
+//! The hudsucker handler: decides every request against the policy, responds to
 //! blocked ones with the block page, and records one event per request.
 //!
 //! hudsucker clones the handler per request, and the requests inside an
@@ -227,8 +227,8 @@ impl FilterHandler {
         }
         if block.is_some() {
             // hudsucker tunnels data that is neither TLS nor HTTP straight to
-            // the CONNECT authority; port 0 makes that connect fail, so a
-            // blocked host is never reached. The host stays for the leaf.
+            // the CONNECT authority. Port 0 makes that connect fail, so a
+            // blocked host is never reached, and the host stays for the leaf.
             if let Ok(blackhole) = format!("{}:0", authority.host()).parse::<Authority>() {
                 *req.uri_mut() = Uri::from(blackhole);
             }

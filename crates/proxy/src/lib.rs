@@ -1,5 +1,5 @@
 //! The filtering proxy: a hudsucker MITM proxy on loopback that decides
-//! every request against the policy, answers blocked ones with a block
+//! every request against the policy, responds to blocked ones with a block
 //! page, and records one event per request.
 //!
 //! - [`ca`]: the per-installation root CA, created once and validated on load.
@@ -67,7 +67,7 @@ impl std::str::FromStr for InspectionMode {
 pub struct ProxySettings {
     /// The contact text on the block page.
     pub contact: String,
-    /// Which allowed tunnels are decrypted.
+    /// The set of allowed tunnels that are decrypted.
     pub inspection: InspectionMode,
     /// Domains (with their subdomains) whose tunnels are never decrypted,
     /// unless the policy blocks them. Canonical host names.
