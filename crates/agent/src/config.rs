@@ -37,6 +37,64 @@ pub struct FileConfig {
     /// Lists to load, in order; without any, the built-in list.
     #[serde(default)]
     pub lists: Vec<ListEntry>,
+    /// The on-disk queue toward the SIEM.
+    #[serde(default)]
+    pub spool: SpoolSection,
+    /// Where events go, besides `events_file`.
+    #[serde(default)]
+    pub siem: Vec<SiemEntry>,
+}
+
+/// The `[spool]` table: the on-disk event queue and its retry timing.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Byte limit; past it the oldest events are dropped and reported.
+    pub max_bytes: Option<u64>,
+    /// Delay after the first failed delivery, in milliseconds.
+    pub retry_initial_ms: Option<u64>,
+    /// Longest delay between delivery attempts, in seconds.
+    pub retry_max_seconds: Option<u64>,
+}
+
+/// One `[[siem]]` entry, selected by `kind`.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SiemEntry {
+    /// `kind = "qradar-http"`: the QRadar HTTP Receiver.
+    QradarHttp {
+        /// Collectors in failover order.
+        urls: Vec<String>,
+        /// Several events per POST, one per line.
+        #[serde(default)]
+        batch: bool,
+        /// PEM roots trusted besides the OS store.
+        ca_file: Option<PathBuf>,
+        /// PEM client certificate.
+        client_cert: Option<PathBuf>,
+        /// PEM client key.
+        client_key: Option<PathBuf>,
+        /// Bound on connecting and on each POST.
+        timeout_seconds: Option<u64>,
+    },
+    /// `kind = "syslog"`: LEEF over `tcp://`, `tls://` or `udp://`.
+    Syslog {
+        /// The receiver.
+        url: String,
+        /// PEM roots trusted besides the OS store.
+        ca_file: Option<PathBuf>,
+        /// PEM client certificate.
+        client_cert: Option<PathBuf>,
+        /// PEM client key.
+        client_key: Option<PathBuf>,
+        /// Bound on connecting and on each write.
+        timeout_seconds: Option<u64>,
+    },
+    /// `kind = "file"`: JSON lines appended to a file.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// One `[[lists]]` entry.
@@ -91,6 +149,24 @@ impl ListEntry {
 /// Returns the default configuration file path.
 pub fn default_config_path() -> Option<PathBuf> {
     project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+/// Returns the data directory (the flag's, else the file's, else the OS
+/// default) after creating it.
+///
+/// # Errors
+///
+/// Fails when there is no home directory for the default or the directory
+/// cannot be created.
+pub fn data_dir(flag: Option<&Path>, file: &FileConfig) -> Result<PathBuf, crate::CliError> {
+    let dir = match flag.or(file.data_dir.as_deref()) {
+        Some(dir) => dir.to_owned(),
+        None => default_data_dir().map_err(crate::CliError::Usage)?,
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create data directory {}", dir.display()))
+        .map_err(crate::CliError::Failed)?;
+    Ok(dir)
 }
 
 /// Returns the default data directory.

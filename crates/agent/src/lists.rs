@@ -70,6 +70,46 @@ impl FromStr for ListSpec {
     }
 }
 
+/// Returns the specs, or the built-in list's when there are none.
+fn or_builtin(specs: &[ListSpec]) -> std::borrow::Cow<'_, [ListSpec]> {
+    if specs.is_empty() {
+        std::borrow::Cow::Owned(vec![ListSpec::builtin()])
+    } else {
+        std::borrow::Cow::Borrowed(specs)
+    }
+}
+
+/// Returns the version of a set of lists: the first 12 hex digits of the
+/// SHA-256 over the lists' contents in order, so every agent with the same
+/// lists reports the same version wherever the files are.
+///
+/// # Errors
+///
+/// Fails when a list file cannot be read.
+pub fn version(specs: &[ListSpec]) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for spec in or_builtin(specs).iter() {
+        match &spec.path {
+            None => {
+                hash.update(DEFAULT_LIST);
+            }
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|err| {
+                    anyhow!(
+                        "failed to read list {} for its version: {err}",
+                        path.display()
+                    )
+                })?;
+                hash.update(&bytes);
+            }
+        }
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    Ok(digest[..6].iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Parses the `key=value,...` form of a `--list` value.
 fn parse_options(value: &str) -> Result<ListSpec, String> {
     let mut path = None;
@@ -115,13 +155,7 @@ fn parse_options(value: &str) -> Result<ListSpec, String> {
 /// [`CliError::Failed`] when the rules cannot be compiled.
 pub fn load(specs: &[ListSpec], strict: bool) -> Result<Policy, CliError> {
     let mut builder = PolicyBuilder::new().strict(strict);
-    let builtin = [ListSpec::builtin()];
-    let specs = if specs.is_empty() {
-        &builtin[..]
-    } else {
-        specs
-    };
-    for spec in specs {
+    for spec in or_builtin(specs).iter() {
         match &spec.path {
             None => {
                 builder.add_text(DEFAULT_LIST_NAME, DEFAULT_LIST, &spec.options);

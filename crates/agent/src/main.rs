@@ -4,6 +4,7 @@
 //! - `webwarden check`: decides URLs, hosts and IP addresses against lists.
 //! - `webwarden list stats`: reports what list files contain and cost.
 //! - `webwarden ca export`: prints the root CA certificate.
+//! - `webwarden siem test`: sends a test event to each SIEM sink.
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ mod config;
 mod lists;
 mod logging;
 mod run;
+mod siem;
 mod stats;
 
 use lists::ListSpec;
@@ -44,6 +46,9 @@ enum Command {
     /// Work with the local root CA.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// Work with the SIEM export.
+    #[command(subcommand)]
+    Siem(siem::SiemCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Ca(command) => ca_cmd::run(&command),
+        Command::Siem(command) => siem::run(&command),
         Command::List(ListCommand::Stats(args)) => stats::run(&args),
     };
     match result {

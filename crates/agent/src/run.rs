@@ -6,16 +6,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use arc_swap::ArcSwap;
 use clap::Args;
-use webwarden_events::{event_channel, JsonLinesSink};
+use webwarden_events::{Exporter, Identity, IdentityHandle};
 use webwarden_proxy::{InspectionMode, LocalCa, ProxySettings};
 
-use crate::{config, lists, CliError, ListSpec};
+use crate::siem::SinkArgs;
+use crate::{config, lists, siem, CliError, ListSpec};
 
-/// Events queued for the sinks before new ones are dropped.
-const EVENT_QUEUE: usize = 100_000;
+/// How long sinks may take to deliver pending events at shutdown; the rest
+/// stays in the spool for the next start.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Arguments of `webwarden run`.
 #[derive(Debug, Args)]
@@ -36,9 +38,8 @@ pub struct RunArgs {
     /// Directory for the CA and other state.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// JSON-lines file for request events [default: DATA_DIR/events.jsonl].
-    #[arg(long, value_name = "FILE")]
-    events_file: Option<PathBuf>,
+    #[command(flatten)]
+    sinks: SinkArgs,
     /// The allowed HTTPS tunnels to decrypt: all or blocked-only.
     #[arg(long, value_name = "MODE")]
     inspection: Option<InspectionMode>,
@@ -60,13 +61,7 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &config_path {
         tracing::info!(path = %path.display(), "read configuration");
     }
-    let data_dir = match args.data_dir.clone().or_else(|| file.data_dir.clone()) {
-        Some(dir) => dir,
-        None => config::default_data_dir().map_err(CliError::Usage)?,
-    };
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("failed to create data directory {}", data_dir.display()))
-        .map_err(CliError::Failed)?;
+    let data_dir = config::data_dir(args.data_dir.as_deref(), &file)?;
 
     let specs = if args.lists.is_empty() {
         let path = config_path.clone().unwrap_or_default();
@@ -82,17 +77,35 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     tracing::info!(path = %ca_path.display(), created, expires = %ca.not_after(), "root CA ready");
 
     let settings = settings(args, &file).map_err(CliError::Usage)?;
-    let events_path = args
-        .events_file
-        .clone()
-        .or_else(|| file.events_file.clone())
-        .unwrap_or_else(|| data_dir.join("events.jsonl"));
-    let sink = JsonLinesSink::open(&events_path)
-        .await
-        .map_err(|err| CliError::Failed(err.into()))?;
-    let (events, receiver) = event_channel(EVENT_QUEUE);
-    let sink_task = tokio::spawn(sink.run(receiver));
-    tracing::info!(path = %events_path.display(), "writing events");
+    let sinks = siem::sink_configs(
+        &args.sinks,
+        &file,
+        config_path.as_deref(),
+        Some(data_dir.join("events.jsonl")),
+    )
+    .map_err(CliError::Usage)?;
+    let identity = Identity::detect(env!("CARGO_PKG_VERSION"), &data_dir);
+    let identity = IdentityHandle::new(identity);
+    identity.set_list_version(&lists::version(&specs).map_err(CliError::Failed)?);
+    let export = siem::export_config(&file, &data_dir, sinks);
+    let (exporter, events) = Exporter::start(&export, identity.clone())
+        .map_err(|err| CliError::Usage(anyhow::Error::new(err)))?;
+    let stamp = identity.get();
+    tracing::info!(
+        host = %stamp.host_name,
+        machine_id = %stamp.machine_id,
+        user = %stamp.user_name,
+        list_version = %stamp.list_version,
+        "events carry this identity"
+    );
+    for sink in &export.sinks {
+        tracing::info!(sink = %sink.name(), "exporting events");
+    }
+    tracing::info!(
+        path = %exporter.spool().dir().display(),
+        pending = exporter.spool().next_seq() - 1,
+        "event spool open"
+    );
 
     let listen = args.listen.or(file.listen).unwrap_or_else(|| {
         webwarden_proxy::DEFAULT_LISTEN
@@ -114,14 +127,10 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
         shutdown_signal(),
     )
     .await;
+    exporter.shutdown(SHUTDOWN_GRACE).await;
     if let Err(err) = served {
         tracing::error!(error = %err, "proxy stopped with an error");
         return Err(CliError::Failed(err.into()));
-    }
-    match sink_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::error!(error = %err, "event sink failed"),
-        Err(err) => tracing::error!(error = %err, "event sink task failed"),
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)

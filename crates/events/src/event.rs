@@ -18,6 +18,100 @@ pub enum EventCategory {
     /// The proxy responded with the block page.
     #[serde(rename = "BlockedHTTPRequest")]
     Blocked,
+    /// A report about the agent itself, not about a request.
+    #[serde(rename = "AgentStatus")]
+    Agent,
+}
+
+impl EventCategory {
+    /// Returns the name the SIEM sees (`eventCategory`, the LEEF event ID).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventCategory::Allowed => "AllowedHTTPRequest",
+            EventCategory::Blocked => "BlockedHTTPRequest",
+            EventCategory::Agent => "AgentStatus",
+        }
+    }
+}
+
+/// `eventName` of the report that events were lost before delivery.
+pub const EVENTS_DROPPED_EVENT_NAME: &str = "EventsDropped";
+
+/// `eventName` of the event `webwarden siem test` sends.
+pub const SIEM_TEST_EVENT_NAME: &str = "SiemTest";
+
+/// A report about the agent itself (lost events, list updates, tests),
+/// exported beside the request events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentEvent {
+    /// What happened, for example [`EVENTS_DROPPED_EVENT_NAME`].
+    pub event_name: String,
+    /// Always [`EventCategory::Agent`].
+    pub event_category: EventCategory,
+    /// When it happened, UTC, RFC 3339.
+    pub timestamp: String,
+    /// A sentence for people reading the event.
+    pub message: String,
+    /// Further fields, exported as they are.
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl AgentEvent {
+    /// Creates an agent event stamped with the current time.
+    pub fn now(event_name: &str, message: String) -> AgentEvent {
+        AgentEvent {
+            event_name: event_name.to_owned(),
+            event_category: EventCategory::Agent,
+            timestamp: Event::timestamp_of(OffsetDateTime::now_utc()),
+            message,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    /// Creates the report that `dropped` events were lost, and why.
+    pub fn dropped(dropped: u64, reason: &str) -> AgentEvent {
+        let mut event = AgentEvent::now(
+            EVENTS_DROPPED_EVENT_NAME,
+            format!("{dropped} events were lost before delivery: {reason}"),
+        );
+        event.details.insert("dropped".to_owned(), dropped.into());
+        event.details.insert("reason".to_owned(), reason.into());
+        event
+    }
+}
+
+/// Anything the exporter carries: a request event or an agent event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SiemEvent {
+    /// One handled request.
+    Request(Event),
+    /// A report about the agent.
+    Agent(AgentEvent),
+}
+
+impl From<Event> for SiemEvent {
+    fn from(event: Event) -> SiemEvent {
+        SiemEvent::Request(event)
+    }
+}
+
+impl From<AgentEvent> for SiemEvent {
+    fn from(event: AgentEvent) -> SiemEvent {
+        SiemEvent::Agent(event)
+    }
+}
+
+impl SiemEvent {
+    /// Writes the event as one JSON object.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        let written = match self {
+            SiemEvent::Request(event) => serde_json::to_writer(&mut *out, event),
+            SiemEvent::Agent(event) => serde_json::to_writer(&mut *out, event),
+        };
+        written.expect("events serialize to memory");
+    }
 }
 
 /// One handled request. Field names follow the SIEM mapping

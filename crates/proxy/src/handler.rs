@@ -20,7 +20,7 @@ use hudsucker::hyper_util::client::legacy::connect::HttpInfo;
 use hudsucker::hyper_util::client::legacy::Error as ClientError;
 use hudsucker::{Body, HttpContext, HttpHandler, RequestOrResponse};
 use time::OffsetDateTime;
-use webwarden_events::{Event, EventCategory, EventSender, ALLOWED_EVENT_NAME};
+use webwarden_events::{error_chain, Event, EventCategory, EventSender, ALLOWED_EVENT_NAME};
 use webwarden_policy::{host::canonical_ip, Action, Host, Target, Verdict};
 
 use crate::block_page::{self, BlockInfo};
@@ -580,19 +580,4 @@ fn authority_text(host: &Host, port: u16) -> String {
 
 fn path_of(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
-}
-
-/// Joins an error and its sources into one line.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -1,0 +1,369 @@
+//! The exporter: the spool, its writer thread, and one delivery task per
+//! sink that retries with exponential backoff and jitter until the sink
+//! accepts.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::sink::{Sink, SinkConfig, SinkError};
+use crate::spool::{spawn_writer, PendingGauge, Spool, SpoolReader, WriterHandle};
+use crate::{event_channel, AgentEvent, EventSender, Identity, IdentityHandle, SiemEvent};
+
+/// Bytes read from the spool for one delivery, about.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// The exporter's settings.
+#[derive(Debug, Clone)]
+pub struct ExportConfig {
+    /// The spool directory.
+    pub spool_dir: PathBuf,
+    /// The spool's byte limit.
+    pub max_bytes: u64,
+    /// Events held in memory before the writer takes them.
+    pub queue_capacity: usize,
+    /// Where events go.
+    pub sinks: Vec<SinkConfig>,
+    /// How failed deliveries are retried.
+    pub retry: RetryPolicy,
+}
+
+/// Exponential backoff with jitter between delivery attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The delay after the first failure.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A sink's state, for logs, `webwarden status` and the tray.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkStatus {
+    /// The sink's name, as in [`SinkConfig::name`].
+    pub name: String,
+    /// Spooled events it has not delivered.
+    pub pending: u64,
+    /// Events delivered since start.
+    pub delivered: u64,
+    /// False after a failed delivery, until one succeeds.
+    pub healthy: bool,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// When it last delivered.
+    pub last_delivery: Option<SystemTime>,
+}
+
+#[derive(Debug)]
+struct Monitor {
+    gauge: PendingGauge,
+    status: Mutex<SinkStatus>,
+}
+
+impl Monitor {
+    fn snapshot(&self) -> SinkStatus {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        status.pending = self.gauge.pending();
+        status
+    }
+
+    fn delivered(&self, count: usize) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if !status.healthy {
+            tracing::info!(sink = %status.name, pending = self.gauge.pending(), "SIEM sink accepts events again");
+        }
+        status.healthy = true;
+        status.delivered += count as u64;
+        status.last_delivery = Some(SystemTime::now());
+    }
+
+    fn failed(&self, error: &str, retry_in: Duration) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = status.healthy || status.last_error.as_deref() != Some(error);
+        if changed {
+            tracing::warn!(
+                sink = %status.name,
+                error,
+                pending = self.gauge.pending(),
+                retry_in = ?retry_in,
+                "SIEM delivery failed; events stay in the spool and are retried"
+            );
+        } else {
+            tracing::debug!(sink = %status.name, error, "SIEM delivery failed again");
+        }
+        status.healthy = false;
+        status.last_error = Some(error.to_owned());
+    }
+}
+
+/// The running exporter.
+#[derive(Debug)]
+pub struct Exporter {
+    spool: Spool,
+    writer: Option<WriterHandle>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    monitors: Vec<Arc<Monitor>>,
+}
+
+impl Exporter {
+    /// Opens the spool, starts its writer and one delivery task per sink,
+    /// and returns the sender the proxy puts events into. Must run inside a
+    /// Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`SinkError::Config`] for sink settings that cannot work
+    /// (unreadable certificate files, no URL), [`SinkError::Spool`] when the
+    /// spool cannot be opened, and [`SinkError::Start`] when the writer
+    /// thread cannot start.
+    pub fn start(
+        config: &ExportConfig,
+        identity: IdentityHandle,
+    ) -> Result<(Exporter, EventSender), SinkError> {
+        let sinks = config
+            .sinks
+            .iter()
+            .map(|sink| Ok((sink.name(), Sink::new(sink)?)))
+            .collect::<Result<Vec<_>, SinkError>>()?;
+        let spool = Spool::open(&config.spool_dir, config.max_bytes, identity)?;
+        let readers = sinks
+            .iter()
+            .map(|(name, _)| spool.reader(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (sender, receiver) = event_channel(config.queue_capacity);
+        let writer = spawn_writer(&spool, receiver)?;
+        let (stop, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut monitors = Vec::new();
+        for ((name, sink), reader) in sinks.into_iter().zip(readers) {
+            let monitor = Arc::new(Monitor {
+                gauge: reader.pending_gauge(),
+                status: Mutex::new(SinkStatus {
+                    name,
+                    pending: 0,
+                    delivered: 0,
+                    healthy: true,
+                    last_error: None,
+                    last_delivery: None,
+                }),
+            });
+            monitors.push(Arc::clone(&monitor));
+            tasks.push(tokio::spawn(deliver_forever(
+                reader,
+                sink,
+                monitor,
+                stop.subscribe(),
+                config.retry,
+            )));
+        }
+        Ok((
+            Exporter {
+                spool,
+                writer: Some(writer),
+                stop,
+                tasks,
+                monitors,
+            },
+            sender,
+        ))
+    }
+
+    /// Returns the spool.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Returns each sink's state.
+    pub fn status(&self) -> Vec<SinkStatus> {
+        self.monitors.iter().map(|m| m.snapshot()).collect()
+    }
+
+    /// Writes the queued events to the spool, gives the sinks up to `grace`
+    /// to deliver what is pending, and stops. What is not delivered stays
+    /// in the spool for the next start.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(writer) = self.writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.stop()).await;
+        }
+        self.stop.send_replace(true);
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let all = futures_util::future::join_all(tasks.iter_mut());
+        if tokio::time::timeout(grace, all).await.is_err() {
+            for task in &tasks {
+                task.abort();
+            }
+            let pending: u64 = self.monitors.iter().map(|m| m.gauge.pending()).sum();
+            tracing::info!(
+                pending,
+                "stopped with events not yet delivered; they are sent after the next start"
+            );
+        }
+    }
+}
+
+/// Delivers a sink's events until the exporter stops.
+async fn deliver_forever(
+    mut reader: SpoolReader,
+    mut sink: Sink,
+    monitor: Arc<Monitor>,
+    mut stop: watch::Receiver<bool>,
+    retry: RetryPolicy,
+) {
+    let mut backoff = Backoff::new(retry);
+    loop {
+        let batch = match reader
+            .next_batch(sink.batch_limit(), BATCH_BYTES, &mut stop)
+            .await
+        {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                monitor.failed(&format!("reading the spool failed: {err}"), delay);
+                if !pause(delay, &mut stop).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let (delivered, failure) = match sink.deliver(&batch.records).await {
+            Ok(_) => (batch.records.len(), None),
+            Err(failure) => (failure.delivered, Some(failure.error)),
+        };
+        if delivered > 0 {
+            if let Err(err) = reader.commit(&batch, delivered) {
+                tracing::warn!(sink = reader.name(), error = %err, "failed to save the sink's spool position; events may be sent twice after a restart");
+            }
+            monitor.delivered(delivered);
+        }
+        match failure {
+            None => backoff.reset(),
+            Some(error) => {
+                let delay = backoff.next_delay();
+                monitor.failed(&error, delay);
+                if !pause(delay, &mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `delay`; returns false when the exporter stops first.
+async fn pause(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// Doubling delays with "equal jitter": half the delay is fixed and half is
+/// random, so a fleet of agents does not retry in step.
+#[derive(Debug)]
+struct Backoff {
+    policy: RetryPolicy,
+    failures: u32,
+}
+
+impl Backoff {
+    fn new(policy: RetryPolicy) -> Backoff {
+        Backoff {
+            policy,
+            failures: 0,
+        }
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let factor = 1u32 << self.failures.min(20);
+        self.failures = self.failures.saturating_add(1);
+        let full = self
+            .policy
+            .initial
+            .saturating_mul(factor)
+            .min(self.policy.max);
+        let half = full / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Sends one `SiemTest` event straight to a sink, bypassing the spool, and
+/// returns what the sink reported.
+///
+/// # Errors
+///
+/// Returns the setup or delivery failure as text.
+pub async fn test_sink(config: &SinkConfig, identity: &Identity) -> Result<String, String> {
+    let mut sink = Sink::new(config).map_err(|err| err.to_string())?;
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|err| err.to_string())?;
+    let event_id = format!("test-{}", crate::identity::hex(&nonce));
+    let event = AgentEvent::now(
+        crate::SIEM_TEST_EVENT_NAME,
+        format!("test event from webwarden on {}", identity.host_name),
+    );
+    let mut json = Vec::new();
+    crate::spool::encode_record(
+        &mut json,
+        &event_id,
+        &identity.json_members(),
+        &SiemEvent::Agent(event),
+    );
+    json.pop();
+    let record = crate::spool::Record {
+        seq: 0,
+        json: String::from_utf8(json).expect("JSON is UTF-8"),
+    };
+    let limit = crate::sink::DEFAULT_TIMEOUT * 3;
+    match tokio::time::timeout(limit, sink.deliver(std::slice::from_ref(&record))).await {
+        Ok(Ok(report)) => Ok(format!("{report}; eventId {event_id}")),
+        Ok(Err(failure)) => Err(failure.error),
+        Err(_) => Err(format!("no answer within {limit:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_limit() {
+        let mut backoff = Backoff::new(RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        });
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next_delay()).collect();
+        for (n, delay) in delays.iter().enumerate() {
+            let full = (Duration::from_millis(100) * (1 << n)).min(Duration::from_secs(1));
+            assert!(
+                *delay >= full / 2 && *delay <= full,
+                "delay {n} is {delay:?}"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+}

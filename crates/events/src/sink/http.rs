@@ -1,0 +1,150 @@
+//! The QRadar HTTP Receiver sink: each event is a JSON object in a POST
+//! body, or, in batch mode, many objects separated by newlines. The
+//! receiver authenticates senders by TLS client certificate only, and its
+//! status codes are not documented beyond success, so any 2xx counts as
+//! accepted and anything else is retried.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::{Failure, SinkError};
+use crate::spool::Record;
+use crate::TlsFiles;
+
+/// Events per POST in batch mode.
+const BATCH_EVENTS: usize = 500;
+
+/// Events read per delivery when each is its own POST.
+const SINGLE_EVENTS: usize = 100;
+
+/// How much of an error response body is quoted.
+const QUOTED_BODY: usize = 200;
+
+#[derive(Debug)]
+pub(crate) struct HttpSink {
+    client: reqwest::Client,
+    urls: Vec<Url>,
+    /// The collector that accepted last; tried first.
+    current: usize,
+    batch: bool,
+}
+
+impl HttpSink {
+    pub(crate) fn new(
+        urls: Vec<Url>,
+        batch: bool,
+        tls: &TlsFiles,
+        timeout: Duration,
+    ) -> Result<HttpSink, SinkError> {
+        if urls.is_empty() {
+            return Err(SinkError::Config(
+                "a qradar-http sink needs at least one URL".to_owned(),
+            ));
+        }
+        let config = tls.client_config(&[b"http/1.1"])?;
+        // The agent's own traffic must not go through the system proxy,
+        // which is webwarden itself.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_backend_preconfigured(rustls::ClientConfig::clone(&config))
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("webwarden/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| SinkError::Config(format!("failed to set up the HTTP client: {err}")))?;
+        Ok(HttpSink {
+            client,
+            urls,
+            current: 0,
+            batch,
+        })
+    }
+
+    pub(crate) fn batch_limit(&self) -> usize {
+        if self.batch {
+            BATCH_EVENTS
+        } else {
+            SINGLE_EVENTS
+        }
+    }
+
+    pub(crate) async fn deliver(&mut self, records: &[Record]) -> Result<String, Failure> {
+        if self.batch {
+            let mut body = String::with_capacity(records.iter().map(|r| r.json.len() + 1).sum());
+            for record in records {
+                body.push_str(&record.json);
+                body.push('\n');
+            }
+            return self
+                .post_anywhere(body)
+                .await
+                .map_err(|error| Failure::new(0, error));
+        }
+        let mut accepted = String::new();
+        for (index, record) in records.iter().enumerate() {
+            accepted = self
+                .post_anywhere(record.json.clone())
+                .await
+                .map_err(|error| Failure::new(index, error))?;
+        }
+        Ok(accepted)
+    }
+
+    /// Posts to the current collector, then to each other one in turn.
+    async fn post_anywhere(&mut self, body: String) -> Result<String, String> {
+        let mut errors = Vec::new();
+        for attempt in 0..self.urls.len() {
+            let index = (self.current + attempt) % self.urls.len();
+            match self.post(&self.urls[index], body.clone()).await {
+                Ok(accepted) => {
+                    if index != self.current {
+                        tracing::info!(collector = %self.urls[index], "switched to another QRadar collector");
+                    }
+                    self.current = index;
+                    return Ok(accepted);
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        Err(errors.join("; "))
+    }
+
+    async fn post(&self, url: &Url, body: String) -> Result<String, String> {
+        let response = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| format!("POST {url} failed: {}", error_chain(&err)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(format!("accepted by {url} (HTTP {})", status.as_u16()));
+        }
+        let text = response.text().await.unwrap_or_default();
+        let quoted: String = text.chars().take(QUOTED_BODY).collect();
+        Err(format!(
+            "POST {url} answered HTTP {}: {}",
+            status.as_u16(),
+            quoted.trim()
+        ))
+    }
+}
+
+/// Joins an error and its sources into one line; the sources name the real
+/// cause (refused, certificate unknown, timed out).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
