@@ -32,6 +32,21 @@ pub struct SinkArgs {
     /// OS store.
     #[arg(long = "siem-ca", value_name = "FILE")]
     ca_file: Option<PathBuf>,
+    /// PEM client certificate that the TLS sinks given by flags present,
+    /// for receivers that require mutual TLS; needs --siem-client-key.
+    #[arg(
+        long = "siem-client-cert",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --siem-client-cert.
+    #[arg(
+        long = "siem-client-key",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
     /// JSON-lines file for events [default, when no other sink is set:
     /// DATA_DIR/events.jsonl].
     #[arg(long, value_name = "FILE")]
@@ -85,7 +100,8 @@ pub fn sink_configs(
     }
     let flag_tls = TlsFiles {
         ca_file: args.ca_file.clone(),
-        ..TlsFiles::default()
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
     };
     for value in &args.http {
         sinks.push(
