@@ -35,6 +35,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+pub mod qradar;
+pub mod rsyslog;
+
 /// How long webwarden may take to print its listening line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -170,6 +173,19 @@ impl Webwarden {
     /// Starts webwarden and waits until it prints its listening address.
     pub fn start(options: &ProxyOptions<'_>) -> Webwarden {
         let dir = tempfile::tempdir().expect("temporary directory");
+        let events = dir.path().join("events.jsonl");
+        let args = ["--events-file".into(), events.into_os_string()];
+        Webwarden::start_in(dir, options, &args)
+    }
+
+    /// Starts webwarden with its list and data directory in `dir`, which
+    /// may hold the data of an earlier run, and with `extra_args` after the
+    /// usual ones.
+    pub fn start_in(
+        dir: TempDir,
+        options: &ProxyOptions<'_>,
+        extra_args: &[std::ffi::OsString],
+    ) -> Webwarden {
         let list = dir.path().join("list.csv");
         std::fs::write(&list, options.list).expect("write list");
 
@@ -180,12 +196,11 @@ impl Webwarden {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .arg("--events-file")
-            .arg(dir.path().join("events.jsonl"))
             .arg("--list")
             .arg(&list)
             .arg("--inspection")
-            .arg(options.inspection);
+            .arg(options.inspection)
+            .args(extra_args);
         isolate_environment(&mut command, dir.path());
         command.env("RUST_LOG", "info");
         if let Some(roots) = options.trusted_roots {
@@ -211,6 +226,20 @@ impl Webwarden {
             port,
             dir,
         }
+    }
+
+    /// Kills webwarden with SIGKILL, as a crash would, and returns its
+    /// directory for a restart.
+    pub fn kill_hard(mut self) -> TempDir {
+        let status = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.process.pid().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -KILL failed: {status}");
+        let exit = self.process.wait_timeout(Duration::from_secs(10));
+        assert!(exit.is_some(), "webwarden survived SIGKILL");
+        self.dir
     }
 
     /// Returns the proxy URL for clients.
