@@ -4,8 +4,10 @@
 //! status codes are not documented beyond success, so any 2xx counts as
 //! accepted and anything else is retried.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::{stream, StreamExt};
 use url::Url;
 
 use super::{Failure, SinkError};
@@ -18,6 +20,10 @@ const BATCH_EVENTS: usize = 500;
 /// Events read per delivery when each is its own POST.
 const SINGLE_EVENTS: usize = 100;
 
+/// POSTs in flight at once when each event is its own POST, so a distant
+/// collector's round trip does not cap the event rate.
+const CONCURRENT_POSTS: usize = 8;
+
 /// How much of an error response body is quoted.
 const QUOTED_BODY: usize = 200;
 
@@ -26,7 +32,7 @@ pub(crate) struct HttpSink {
     client: reqwest::Client,
     urls: Vec<Url>,
     /// The collector that accepted last; tried first.
-    current: usize,
+    current: AtomicUsize,
     batch: bool,
 }
 
@@ -56,7 +62,7 @@ impl HttpSink {
         Ok(HttpSink {
             client,
             urls,
-            current: 0,
+            current: AtomicUsize::new(0),
             batch,
         })
     }
@@ -81,27 +87,34 @@ impl HttpSink {
                 .await
                 .map_err(|error| Failure::new(0, error));
         }
+        // Results come back in record order; the first failure ends the
+        // delivery, and records after it are sent again even if they got
+        // through, which receivers drop by eventId.
+        let posts: Vec<_> = records
+            .iter()
+            .map(|record| Box::pin(self.post_anywhere(record.json.clone())))
+            .collect();
+        let mut results = stream::iter(posts).buffered(CONCURRENT_POSTS);
         let mut accepted = String::new();
-        for (index, record) in records.iter().enumerate() {
-            accepted = self
-                .post_anywhere(record.json.clone())
-                .await
-                .map_err(|error| Failure::new(index, error))?;
+        let mut delivered = 0;
+        while let Some(result) = results.next().await {
+            accepted = result.map_err(|error| Failure::new(delivered, error))?;
+            delivered += 1;
         }
         Ok(accepted)
     }
 
     /// Posts to the current collector, then to each other one in turn.
-    async fn post_anywhere(&mut self, body: String) -> Result<String, String> {
+    async fn post_anywhere(&self, body: String) -> Result<String, String> {
         let mut errors = Vec::new();
+        let current = self.current.load(Ordering::Relaxed);
         for attempt in 0..self.urls.len() {
-            let index = (self.current + attempt) % self.urls.len();
+            let index = (current + attempt) % self.urls.len();
             match self.post(&self.urls[index], body.clone()).await {
                 Ok(accepted) => {
-                    if index != self.current {
+                    if index != current && self.current.swap(index, Ordering::Relaxed) != index {
                         tracing::info!(collector = %self.urls[index], "switched to another QRadar collector");
                     }
-                    self.current = index;
                     return Ok(accepted);
                 }
                 Err(error) => errors.push(error),
