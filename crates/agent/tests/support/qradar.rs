@@ -11,7 +11,7 @@
 //! Unlike QRadar, the stand-in rejects a body that is not JSON objects with a
 //! string `eventId`, so that a test detects malformed output.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -253,11 +253,14 @@ impl QradarReceiver {
                 return;
             }
             if Instant::now() >= deadline {
-                let statuses: Vec<Option<u16>> =
-                    self.requests().iter().map(|post| post.status).collect();
+                let mut statuses: BTreeMap<Option<u16>, usize> = BTreeMap::new();
+                for post in self.requests() {
+                    *statuses.entry(post.status).or_default() += 1;
+                }
+                let first: Vec<&String> = missing.iter().copied().take(10).collect();
                 panic!(
                     "the QRadar receiver did not store {} of {} event ids within {timeout:?}; \
-                     missing: {missing:?}; stored {} events; response statuses: {statuses:?}",
+                     first missing: {first:?}; stored {} events; responses by status: {statuses:?}",
                     missing.len(),
                     ids.len(),
                     self.events().len()
