@@ -2,7 +2,7 @@
 //! event sink, and runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -87,7 +87,12 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     let identity = Identity::detect(env!("CARGO_PKG_VERSION"), &data_dir);
     let identity = IdentityHandle::new(identity);
     identity.set_list_version(&lists::version(&specs).map_err(CliError::Failed)?);
-    let export = siem::export_config(&file, &data_dir, sinks);
+    let export = siem::export_config(&file, &data_dir, sinks).map_err(|err| {
+        let origin = config_path
+            .as_deref()
+            .unwrap_or(Path::new("the configuration"));
+        CliError::Usage(err.context(format!("invalid configuration file {}", origin.display())))
+    })?;
     let (exporter, events) = Exporter::start(&export, identity.clone())
         .map_err(|err| CliError::Usage(anyhow::Error::new(err)))?;
     let stamp = identity.get();

@@ -181,32 +181,54 @@ fn entry_config(entry: &SiemEntry) -> anyhow::Result<SinkConfig> {
     })
 }
 
+/// The smallest spool limit accepted from the configuration.
+const MIN_SPOOL_BYTES: u64 = 1024 * 1024;
+
 /// Builds the exporter settings for `webwarden run`.
-pub fn export_config(file: &FileConfig, data_dir: &Path, sinks: Vec<SinkConfig>) -> ExportConfig {
+///
+/// # Errors
+///
+/// Fails on a `[spool]` value that cannot work, naming it and the fix.
+pub fn export_config(
+    file: &FileConfig,
+    data_dir: &Path,
+    sinks: Vec<SinkConfig>,
+) -> anyhow::Result<ExportConfig> {
+    let spool = &file.spool;
+    let max_bytes = spool
+        .max_bytes
+        .unwrap_or(webwarden_events::spool::DEFAULT_MAX_BYTES);
+    if max_bytes < MIN_SPOOL_BYTES {
+        return Err(anyhow!(
+            "invalid [spool] max_bytes = {max_bytes}: at least {MIN_SPOOL_BYTES} (1 MiB) is needed to hold a backlog; the default is {}",
+            webwarden_events::spool::DEFAULT_MAX_BYTES
+        ));
+    }
+    if spool.retry_initial_ms == Some(0) {
+        return Err(anyhow!(
+            "invalid [spool] retry_initial_ms = 0: retrying at once would flood a receiver that is down; use at least 1"
+        ));
+    }
     let defaults = RetryPolicy::default();
-    let retry = RetryPolicy {
-        initial: file
-            .spool
-            .retry_initial_ms
-            .map_or(defaults.initial, Duration::from_millis),
-        max: file
-            .spool
-            .retry_max_seconds
-            .map_or(defaults.max, Duration::from_secs),
-    };
-    ExportConfig {
+    let initial = spool
+        .retry_initial_ms
+        .map_or(defaults.initial, Duration::from_millis);
+    let max = spool
+        .retry_max_seconds
+        .map_or(defaults.max, Duration::from_secs);
+    if max < initial {
+        return Err(anyhow!(
+            "invalid [spool] retry_max_seconds = {}: it is shorter than the first retry delay of {initial:?}; raise it or lower retry_initial_ms",
+            max.as_secs()
+        ));
+    }
+    Ok(ExportConfig {
         spool_dir: data_dir.join("spool"),
-        max_bytes: file
-            .spool
-            .max_bytes
-            .unwrap_or(webwarden_events::spool::DEFAULT_MAX_BYTES),
+        max_bytes,
         queue_capacity: EVENT_QUEUE,
         sinks,
-        retry: RetryPolicy {
-            max: retry.max.max(retry.initial),
-            ..retry
-        },
-    }
+        retry: RetryPolicy { initial, max },
+    })
 }
 
 /// Runs `webwarden siem ...`.
@@ -347,6 +369,30 @@ timeout_seconds = 3
             text.contains("--siem-http") && text.contains("ftp://collector:21"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn spool_values_that_cannot_work_are_rejected() {
+        let cases = [
+            ("[spool]\nmax_bytes = 1000\n", "max_bytes = 1000"),
+            ("[spool]\nretry_initial_ms = 0\n", "retry_initial_ms = 0"),
+            (
+                "[spool]\nretry_initial_ms = 5000\nretry_max_seconds = 1\n",
+                "retry_max_seconds = 1",
+            ),
+        ];
+        for (text, named) in cases {
+            let err = export_config(&file(text), Path::new("/d"), Vec::new()).unwrap_err();
+            assert!(err.to_string().contains(named), "{text}: {err}");
+        }
+        let config = export_config(
+            &file("[spool]\nretry_initial_ms = 100\n"),
+            Path::new("/d"),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(config.retry.initial, Duration::from_millis(100));
+        assert_eq!(config.spool_dir, Path::new("/d/spool"));
     }
 
     #[test]

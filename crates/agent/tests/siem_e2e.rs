@@ -412,6 +412,47 @@ async fn http_receiver_faults_lose_no_events() {
     );
 }
 
+#[tokio::test]
+async fn http_sink_fails_over_between_collectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TestTlsFiles::new(dir.path());
+    let first = QradarReceiver::start(Transport::Https(&tls), EventSplit::Body).await;
+    let second = QradarReceiver::start(Transport::Https(&tls), EventSplit::Body).await;
+    let origin = Origin::start(None).await;
+    first.set_fault(Fault::Down).await;
+
+    let home = tempfile::tempdir().unwrap();
+    let mut args = fast_retry_config(home.path(), "");
+    let collectors = format!("{},{}", first.url(), second.url());
+    args.extend(os(&[
+        &"--siem-http",
+        &collectors,
+        &"--siem-ca",
+        &tls.ca_path,
+        &"--events-file",
+        &home.path().join("events.jsonl"),
+    ]));
+    let webwarden = Webwarden::start_in(home, &options(), &args);
+    let events_file = webwarden.dir.path().join("events.jsonl");
+
+    send_requests(&webwarden, &origin, "first-down", 2).await;
+    wait_for_events_file(&events_file, 4).await;
+    let ids = file_ids(&webwarden);
+    second.wait_for_ids(&ids, DELIVERY_TIMEOUT).await;
+    assert!(first.unique_ids().is_empty());
+
+    // The sink stays with the collector that worked until it fails.
+    first.set_fault(Fault::Up).await;
+    second.set_fault(Fault::Status(503)).await;
+    send_requests(&webwarden, &origin, "second-failing", 2).await;
+    wait_for_events_file(&events_file, 8).await;
+    let later: BTreeSet<String> = file_ids(&webwarden).difference(&ids).cloned().collect();
+    first.wait_for_ids(&later, DELIVERY_TIMEOUT).await;
+    assert!(webwarden
+        .log()
+        .contains("switched to another QRadar collector"));
+}
+
 // ---------------------------------------------------------------------------
 // SIGKILL while events flow
 // ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@ use std::io::Write;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::writer::append_for_test;
+use super::writer::{append_for_test, Writer};
 use super::*;
 use crate::{AgentEvent, Identity, SiemEvent};
 
@@ -243,4 +243,44 @@ async fn waiting_reader_wakes_on_append() {
     .unwrap();
     assert_eq!(batch.records.len(), 1);
     append.await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_write_leaves_only_whole_events() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+        append_for_test(&spool, &events(5, "before")).unwrap();
+        let active = spool
+            .shared
+            .lock_state()
+            .segments
+            .back()
+            .unwrap()
+            .path
+            .clone();
+        // What a write that failed halfway leaves: one whole line and a cut one.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&active)
+            .unwrap();
+        file.write_all(b"{\"eventId\":\"lost\"}\n{\"eventId\":\"cut")
+            .unwrap();
+        drop(file);
+
+        let mut writer = Writer::for_test(&spool);
+        writer.recover_from_failed_write();
+        writer.append(&events(2, "after")).unwrap();
+    }
+    let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+    assert_eq!(spool.next_seq(), 8);
+    let mut reader = spool.reader("restarted").unwrap();
+    let seen = read_all(&mut reader).await;
+    let ids: Vec<&str> = seen
+        .iter()
+        .map(|v| v["eventId"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages(&seen).len(), 7, "{ids:?}");
+    assert!(!ids.contains(&"lost"), "{ids:?}");
+    assert_eq!(ids[6], format!("{}-7", spool.id()));
 }

@@ -53,6 +53,8 @@ pub(crate) fn spawn_writer(spool: &Spool, events: EventReceiver) -> io::Result<W
         buf: Vec::with_capacity(1 << 20),
         unsynced: false,
         reported_drops: 0,
+        write_losses: 0,
+        force_roll: false,
     };
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
@@ -64,7 +66,7 @@ pub(crate) fn spawn_writer(spool: &Spool, events: EventReceiver) -> io::Result<W
     })
 }
 
-struct Writer {
+pub(super) struct Writer {
     shared: Arc<Shared>,
     /// The newest segment, opened for appending at the first write.
     file: Option<File>,
@@ -72,6 +74,10 @@ struct Writer {
     unsynced: bool,
     /// Queue losses already reported in an `EventsDropped` event.
     reported_drops: u64,
+    /// Events lost to failed writes and not yet reported.
+    write_losses: u64,
+    /// Set after a failed write: the next append starts a new segment.
+    force_roll: bool,
 }
 
 impl Writer {
@@ -124,19 +130,40 @@ impl Writer {
             self.reported_drops = dropped;
             batch.push(AgentEvent::dropped(lost, "the event queue in memory was full").into());
         }
+        if self.write_losses > 0 {
+            let lost = std::mem::take(&mut self.write_losses);
+            batch.push(AgentEvent::dropped(lost, "writing the spool failed").into());
+        }
     }
 
     fn append_logged(&mut self, batch: &[SiemEvent]) {
         if let Err(err) = self.append(batch) {
-            // The events are lost; the file may hold part of the batch,
-            // which the next start cuts off or keeps as whole lines.
-            tracing::error!(error = %err, events = batch.len(), "failed to write events to the spool; they are lost");
-            self.file = None;
+            tracing::error!(error = %err, events = batch.len(), "failed to write events to the spool; they are lost and reported as dropped");
+            self.write_losses += batch.len() as u64;
+            self.discard_partial_write();
+        }
+    }
+
+    /// Cuts a partly written batch off the newest segment, so readers and
+    /// the next start see only whole events, and makes the next append
+    /// start a new segment in case the cut failed too.
+    fn discard_partial_write(&mut self) {
+        self.file = None;
+        self.force_roll = true;
+        let Some(segment) = self.shared.lock_state().segments.back().cloned() else {
+            return;
+        };
+        let cut = OpenOptions::new()
+            .write(true)
+            .open(&segment.path)
+            .and_then(|file| file.set_len(segment.len));
+        if let Err(err) = cut {
+            tracing::warn!(path = %segment.path.display(), error = %err, "failed to cut a partial write off the spool segment");
         }
     }
 
     /// Appends the events in one write and publishes them to the readers.
-    pub(crate) fn append(&mut self, batch: &[SiemEvent]) -> io::Result<()> {
+    pub(super) fn append(&mut self, batch: &[SiemEvent]) -> io::Result<()> {
         let (first_seq, active_len) = {
             let state = self.shared.lock_state();
             (state.next_seq, state.segments.back().map(|s| s.len))
@@ -152,8 +179,9 @@ impl Writer {
             None => true,
             Some(len) => len > 0 && len + self.buf.len() as u64 > self.shared.segment_bytes,
         };
-        if roll {
+        if roll || self.force_roll {
             self.roll(first_seq)?;
+            self.force_roll = false;
         }
         let file = match &mut self.file {
             Some(file) => file,
@@ -175,14 +203,25 @@ impl Writer {
         self.sync();
         let path = self.shared.segment_path(first_seq);
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut state = self.shared.lock_state();
+        // A failed write into a segment that had no whole event yet leaves
+        // a segment with this name: empty it and keep using it.
+        let reuse = state
+            .segments
+            .back()
+            .is_some_and(|segment| segment.first_seq == first_seq);
+        if reuse {
+            file.set_len(0)?;
+        } else {
+            state.segments.push_back(Segment {
+                first_seq,
+                len: 0,
+                path,
+            });
+        }
+        drop(state);
         sync_dir(&self.shared.dir);
         self.file = Some(file);
-        let mut state = self.shared.lock_state();
-        state.segments.push_back(Segment {
-            first_seq,
-            len: 0,
-            path,
-        });
         Ok(())
     }
 
@@ -247,13 +286,27 @@ fn sync_dir(dir: &std::path::Path) {
 }
 
 #[cfg(test)]
+impl Writer {
+    /// Creates a writer for `spool` without a thread, for tests.
+    pub(super) fn for_test(spool: &Spool) -> Writer {
+        Writer {
+            shared: Arc::clone(&spool.shared),
+            file: None,
+            buf: Vec::new(),
+            unsynced: false,
+            reported_drops: 0,
+            write_losses: 0,
+            force_roll: false,
+        }
+    }
+
+    /// Runs the recovery after a failed write.
+    pub(super) fn recover_from_failed_write(&mut self) {
+        self.discard_partial_write();
+    }
+}
+
+#[cfg(test)]
 pub(crate) fn append_for_test(spool: &Spool, batch: &[SiemEvent]) -> io::Result<()> {
-    let mut writer = Writer {
-        shared: Arc::clone(&spool.shared),
-        file: None,
-        buf: Vec::new(),
-        unsynced: false,
-        reported_drops: 0,
-    };
-    writer.append(batch)
+    Writer::for_test(spool).append(batch)
 }
