@@ -396,7 +396,7 @@ timeout_seconds = 3
     }
 
     #[test]
-    fn the_same_sink_twice_is_refused() {
+    fn sink_configured_twice_is_rejected() {
         let args = SinkArgs {
             syslog: vec![
                 "tcp://127.0.0.1:514".to_owned(),

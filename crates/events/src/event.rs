@@ -24,7 +24,8 @@ pub enum EventCategory {
 }
 
 impl EventCategory {
-    /// Returns the name the SIEM sees (`eventCategory`, the LEEF event ID).
+    /// Returns the category's name in exported events (`eventCategory`, the
+    /// LEEF event ID).
     pub fn as_str(self) -> &'static str {
         match self {
             EventCategory::Allowed => "AllowedHTTPRequest",
@@ -45,7 +46,7 @@ pub const SIEM_TEST_EVENT_NAME: &str = "SiemTest";
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentEvent {
-    /// What happened, for example [`EVENTS_DROPPED_EVENT_NAME`].
+    /// The event's name, for example [`EVENTS_DROPPED_EVENT_NAME`].
     pub event_name: String,
     /// Always [`EventCategory::Agent`].
     pub event_category: EventCategory,

@@ -25,9 +25,9 @@ pub struct ExportConfig {
     pub max_bytes: u64,
     /// Events held in memory before the writer takes them.
     pub queue_capacity: usize,
-    /// Where events go.
+    /// The sinks that receive the events.
     pub sinks: Vec<SinkConfig>,
-    /// How failed deliveries are retried.
+    /// The retry timing of failed deliveries.
     pub retry: RetryPolicy,
 }
 
@@ -36,7 +36,7 @@ pub struct ExportConfig {
 pub struct RetryPolicy {
     /// The delay after the first failure.
     pub initial: Duration,
-    /// The longest delay.
+    /// The maximum delay.
     pub max: Duration,
 }
 

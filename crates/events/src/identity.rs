@@ -2,10 +2,10 @@
 //!
 //! The machine ID is derived from the OS one (`/etc/machine-id`, the
 //! Windows MachineGuid, the macOS IOPlatformUUID) with an application-specific
-//! keyed hash, the scheme systemd documents for `machine-id`: HMAC-SHA256
-//! keyed by the raw ID over a fixed application ID, cut to 128 bits. The raw
-//! ID never leaves the machine, and other programs that do the same with
-//! their own application ID get unrelated values.
+//! keyed hash, the scheme systemd documents for `machine-id`. It is an
+//! HMAC-SHA256 keyed by the raw ID over a fixed application ID, cut to 128
+//! bits. The raw ID never leaves the machine, and other programs that do the
+//! same with their own application ID get unrelated values.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,11 +20,11 @@ const APPLICATION_ID: [u8; 16] = [
     0x5e, 0x0b, 0x9d, 0x27, 0x41, 0xc3, 0x4a, 0x8f, 0x9b, 0x12, 0x6a, 0xd0, 0x77, 0x3e, 0xe5, 0x04,
 ];
 
-/// The file in the data directory that holds a random machine ID when the
-/// OS has none.
+/// The file in the data directory that contains a random machine ID when
+/// the OS has none.
 const FALLBACK_ID_FILE: &str = "machine-id";
 
-/// Who sent an event: the machine, the user and the agent.
+/// The sender of an event: the machine, the user and the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
@@ -172,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn machine_id_is_a_keyed_hash_not_the_raw_id() {
+    fn machine_id_hides_the_raw_id() {
         let raw = "3d1219c7c4c5404aaa1f6d2a48adfda4";
         let id = app_specific_id(raw);
         assert_eq!(id.len(), 32);

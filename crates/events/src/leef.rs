@@ -168,7 +168,8 @@ fn push_header_field(out: &mut String, value: &str) {
     }
 }
 
-/// An RFC 5424 header field: printable ASCII without spaces, `-` when empty.
+/// Converts a value to an RFC 5424 header field: printable ASCII without
+/// spaces, `-` when empty.
 fn header_token(value: &str) -> String {
     let token: String = value
         .chars()
@@ -182,7 +183,7 @@ fn header_token(value: &str) -> String {
     }
 }
 
-/// The RFC 5424 timestamp QRadar reads: UTC with milliseconds.
+/// Formats the RFC 5424 timestamp QRadar reads: UTC with milliseconds.
 fn syslog_time(time: Option<OffsetDateTime>) -> String {
     let time = time
         .unwrap_or_else(OffsetDateTime::now_utc)
@@ -304,7 +305,8 @@ mod tests {
     #[test]
     fn escapes_keep_the_message_on_one_line() {
         let message = format_message(&blocked_record(), None).unwrap();
-        assert!(!message.contains('\n') && !message.contains('\t'));
+        assert!(!message.contains('\n'));
+        assert!(!message.contains('\t'));
         assert!(message.contains("url=https://bad.example/a\\^b\\\\c|d=e\\tf^"));
         assert!(message.contains("rule=\\^(.*\\\\.)?bad\\\\.example$^"));
     }

@@ -5,8 +5,8 @@
 //! waits: events go into a bounded queue, and when it is full the event is
 //! counted as dropped, so a slow SIEM can never delay a request.
 //!
-//! The [`Exporter`] drains the queue into a durable [`Spool`] on disk,
-//! stamping each event with a unique ID and the machine's [`Identity`], and
+//! The [`Exporter`] drains the queue into a durable [`Spool`] on disk and
+//! stamps each event with a unique ID and the machine's [`Identity`]. It
 //! runs one delivery task per sink: the QRadar HTTP Receiver (JSON), syslog
 //! with a LEEF payload over TCP, TLS or UDP, or a JSON-lines file. Each sink
 //! keeps its own position in the spool and retries with backoff until its

@@ -10,7 +10,7 @@ use rustls::ClientConfig;
 
 use crate::SinkError;
 
-/// Where a sink's TLS material comes from.
+/// The files of a sink's TLS material.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsFiles {
     /// PEM certificates trusted besides the OS store.
@@ -27,7 +27,7 @@ impl TlsFiles {
     /// # Errors
     ///
     /// Returns [`SinkError::Config`] naming the file that cannot be read or
-    /// holds no usable certificate or key, and the missing half of a client
+    /// contains no usable certificate or key, and the missing half of a client
     /// certificate and key pair.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, SinkError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -87,9 +87,9 @@ impl HttpSink {
                 .await
                 .map_err(|error| Failure::new(0, error));
         }
-        // Results come back in record order; the first failure ends the
-        // delivery, and records after it are sent again even if they got
-        // through, which receivers drop by eventId.
+        // Results come back in record order, and the first failure ends the
+        // delivery. Records after it are sent again even if they got
+        // through, so receivers drop those copies by eventId.
         let posts: Vec<_> = records
             .iter()
             .map(|record| Box::pin(self.post_anywhere(record.json.clone())))

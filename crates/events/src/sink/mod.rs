@@ -1,6 +1,6 @@
 //! The SIEM sinks: the QRadar HTTP Receiver, syslog with LEEF over TCP,
 //! TLS or UDP, and a JSON-lines file. Each delivers spooled records and
-//! says how many it delivered when it fails.
+//! reports how many it delivered when it fails.
 
 mod file;
 mod http;
@@ -65,7 +65,7 @@ pub enum SinkConfig {
     },
     /// Syslog messages with a LEEF payload.
     Syslog {
-        /// Where and how to send.
+        /// The receiver and transport.
         target: SyslogTarget,
         /// TLS trust and client certificate, for `tls://`.
         tls: TlsFiles,
@@ -79,7 +79,7 @@ pub enum SinkConfig {
     },
 }
 
-/// How syslog messages travel.
+/// The transport of syslog messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyslogTransport {
     /// TCP with octet-counting framing (RFC 6587).
@@ -155,7 +155,7 @@ impl SyslogTarget {
 }
 
 impl SinkConfig {
-    /// The settings of `--siem-http URL[,URL...]`.
+    /// Builds the settings of `--siem-http URL[,URL...]`.
     ///
     /// # Errors
     ///
@@ -173,7 +173,7 @@ impl SinkConfig {
         })
     }
 
-    /// The settings of `--siem-syslog URL`.
+    /// Builds the settings of `--siem-syslog URL`.
     ///
     /// # Errors
     ///
@@ -186,8 +186,8 @@ impl SinkConfig {
         })
     }
 
-    /// A stable name: it keys the sink's saved spool position, and it is
-    /// how logs and status name the sink.
+    /// Returns a stable name. It keys the sink's saved spool position, and
+    /// logs and status show it.
     pub fn name(&self) -> String {
         match self {
             SinkConfig::QradarHttp { urls, .. } => {
@@ -223,7 +223,7 @@ pub fn parse_http_url(value: &str) -> Result<Url, String> {
 pub struct Failure {
     /// Records delivered before the failure.
     pub delivered: usize,
-    /// What went wrong, for logs and `webwarden siem test`.
+    /// The cause, for logs and `webwarden siem test`.
     pub error: String,
 }
 
@@ -263,7 +263,7 @@ impl Sink {
         })
     }
 
-    /// The most records worth reading for one delivery.
+    /// Returns the maximum records read for one delivery.
     pub(crate) fn batch_limit(&self) -> usize {
         match self {
             Sink::Http(sink) => sink.batch_limit(),

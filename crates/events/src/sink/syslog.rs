@@ -2,7 +2,7 @@
 //! framing (`LENGTH SP MESSAGE`, RFC 6587 and RFC 5425), or one per UDP
 //! datagram.
 //!
-//! A syslog receiver never answers, so a TCP write succeeds even when the
+//! A syslog receiver sends nothing back, so a TCP write succeeds even when the
 //! receiver has already closed the connection. Before each batch the sink
 //! checks whether the receiver closed its side and reconnects if so; what a
 //! receiver drops after that point is beyond what syslog can report.

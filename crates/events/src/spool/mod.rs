@@ -1,5 +1,5 @@
 //! The durable spool: every event is appended to a file before any sink
-//! sees it, and each sink reads from its own saved position.
+//! reads it, and each sink reads from its own saved position.
 //!
 //! Layout of the spool directory:
 //!
@@ -57,7 +57,7 @@ pub enum SpoolError {
     /// A spool file or directory could not be read or written.
     #[error("spool {action} failed for {path}")]
     Io {
-        /// What was being done.
+        /// The operation that failed.
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
@@ -85,7 +85,7 @@ struct Segment {
     path: PathBuf,
 }
 
-/// What the writer publishes and the readers read, under one lock.
+/// The state the writer publishes and the readers read, under one lock.
 #[derive(Debug)]
 struct State {
     segments: VecDeque<Segment>,

@@ -42,7 +42,7 @@ impl Batch {
     }
 }
 
-/// Where a reader is: a segment, a byte offset in it, and the sequence
+/// A reader's position: a segment, a byte offset in it, and the sequence
 /// number of the event that starts there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Position {
@@ -346,8 +346,8 @@ impl SpoolReader {
     ///
     /// # Errors
     ///
-    /// Returns the I/O error of writing the cursor file; the position is
-    /// then kept in memory only and events may be sent again after a
+    /// Returns the I/O error of writing the cursor file. The position is
+    /// then kept in memory only, so events may be sent again after a
     /// restart.
     pub fn commit(&mut self, batch: &Batch, delivered: usize) -> io::Result<()> {
         let mut spooled = delivered;

@@ -45,7 +45,7 @@ fn messages(values: &[Value]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn records_carry_ids_and_identity_and_arrive_in_order() {
+async fn records_carry_ids_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
     append_for_test(&spool, &events(20, "a")).unwrap();
@@ -102,7 +102,7 @@ async fn partial_commit_sends_the_rest_again() {
 }
 
 #[tokio::test]
-async fn partial_line_left_by_a_crash_is_cut_off() {
+async fn spool_cuts_partial_last_line() {
     let dir = tempfile::tempdir().unwrap();
     {
         let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
@@ -133,7 +133,7 @@ async fn partial_line_left_by_a_crash_is_cut_off() {
 }
 
 #[tokio::test]
-async fn full_spool_drops_oldest_and_the_sink_reports_how_many() {
+async fn full_spool_reports_dropped_count() {
     let dir = tempfile::tempdir().unwrap();
     // The smallest limit: two segments of 4 KiB.
     let spool = Spool::open(dir.path(), 1, identity()).unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::{Segment, Shared, Spool, SYNC_INTERVAL};
 use crate::{AgentEvent, EventReceiver, SiemEvent};
 
-/// The most events written in one system call.
+/// The maximum events written in one system call.
 const MAX_BATCH: usize = 4096;
 
 /// How long the writer waits for an event before it checks for a stop.
