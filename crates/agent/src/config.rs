@@ -207,7 +207,16 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<PathB
 ///
 /// Returns the TOML error, which names the line, column and field.
 pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
-    Ok(toml::from_str(text)?)
+    toml::from_str(text).map_err(|err: toml::de::Error| {
+        let message = err.to_string();
+        if message.contains("expected a sequence") {
+            // `[siem]` where `[[siem]]` was meant: TOML's own message does
+            // not say so.
+            anyhow!("{message}\nhint: write each entry of `lists` and `siem` as [[lists]] or [[siem]], with double brackets")
+        } else {
+            anyhow::Error::new(err)
+        }
+    })
 }
 
 impl FileConfig {
@@ -270,6 +279,14 @@ action = "allow"
         assert_eq!(specs[0], ListSpec::builtin());
         assert_eq!(specs[1].options.action, Action::Allow);
         assert_eq!(specs[1].options.format, Some(Format::Domains));
+    }
+
+    #[test]
+    fn single_bracket_table_gets_a_hint() {
+        let err = parse("[siem]\nkind = \"file\"\npath = \"/x\"\n").unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("[[siem]]"), "{text}");
+        assert!(text.contains("line 1"), "{text}");
     }
 
     #[test]

@@ -2,14 +2,13 @@
 //! event sink, and runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::anyhow;
 use arc_swap::ArcSwap;
 use clap::Args;
-use webwarden_events::{Exporter, Identity, IdentityHandle};
 use webwarden_proxy::{InspectionMode, LocalCa, ProxySettings};
 
 use crate::siem::SinkArgs;
@@ -71,46 +70,21 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     };
     let policy = load_policy(&specs, args.strict)?;
 
+    let settings = settings(args, &file).map_err(CliError::Usage)?;
+    // The SIEM settings are checked before the CA is made, so a mistake
+    // there leaves nothing behind.
+    let (exporter, events) = siem::start_export(
+        &args.sinks,
+        &file,
+        config_path.as_deref(),
+        &data_dir,
+        &specs,
+    )?;
+
     let (ca, created) = LocalCa::load_or_create(&data_dir)
         .map_err(|err| CliError::Failed(anyhow::Error::new(err)))?;
     let ca_path = data_dir.join(webwarden_proxy::ca::CA_CERT_FILE);
     tracing::info!(path = %ca_path.display(), created, expires = %ca.not_after(), "root CA ready");
-
-    let settings = settings(args, &file).map_err(CliError::Usage)?;
-    let sinks = siem::sink_configs(
-        &args.sinks,
-        &file,
-        config_path.as_deref(),
-        Some(data_dir.join("events.jsonl")),
-    )
-    .map_err(CliError::Usage)?;
-    let identity = Identity::detect(env!("CARGO_PKG_VERSION"), &data_dir);
-    let identity = IdentityHandle::new(identity);
-    identity.set_list_version(&lists::version(&specs).map_err(CliError::Failed)?);
-    let export = siem::export_config(&file, &data_dir, sinks).map_err(|err| {
-        let origin = config_path
-            .as_deref()
-            .unwrap_or(Path::new("the configuration"));
-        CliError::Usage(err.context(format!("invalid configuration file {}", origin.display())))
-    })?;
-    let (exporter, events) = Exporter::start(&export, identity.clone())
-        .map_err(|err| CliError::Usage(anyhow::Error::new(err)))?;
-    let stamp = identity.get();
-    tracing::info!(
-        host = %stamp.host_name,
-        machine_id = %stamp.machine_id,
-        user = %stamp.user_name,
-        list_version = %stamp.list_version,
-        "events carry this identity"
-    );
-    for sink in &export.sinks {
-        tracing::info!(sink = %sink.name(), "exporting events");
-    }
-    tracing::info!(
-        path = %exporter.spool().dir().display(),
-        pending = exporter.spool().next_seq() - 1,
-        "event spool open"
-    );
 
     let listen = args.listen.or(file.listen).unwrap_or_else(|| {
         webwarden_proxy::DEFAULT_LISTEN

@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use webwarden_events::{
-    ExportConfig, Identity, RetryPolicy, SinkConfig, SyslogTarget, TlsFiles, DEFAULT_TIMEOUT,
+    EventSender, ExportConfig, Exporter, Identity, IdentityHandle, RetryPolicy, SinkConfig,
+    SyslogTarget, TlsFiles, DEFAULT_TIMEOUT,
 };
 
 use crate::config::{self, FileConfig, SiemEntry};
-use crate::CliError;
+use crate::{lists, CliError, ListSpec};
 
 /// Events held in memory before the spool writer takes them.
 const EVENT_QUEUE: usize = 100_000;
@@ -231,6 +232,55 @@ pub fn export_config(
     })
 }
 
+/// Checks the sinks and spool settings, opens the spool and starts the
+/// exporter for `webwarden run`, logging the identity and each sink.
+///
+/// # Errors
+///
+/// Returns [`CliError::Usage`] naming the setting that cannot work.
+pub fn start_export(
+    args: &SinkArgs,
+    file: &FileConfig,
+    config_path: Option<&Path>,
+    data_dir: &Path,
+    specs: &[ListSpec],
+) -> Result<(Exporter, EventSender), CliError> {
+    let sinks = sink_configs(args, file, config_path, Some(data_dir.join("events.jsonl")))
+        .map_err(CliError::Usage)?;
+    let export = export_config(file, data_dir, sinks).map_err(|err| in_file(err, config_path))?;
+    let identity = IdentityHandle::new(Identity::detect(env!("CARGO_PKG_VERSION"), data_dir));
+    identity.set_list_version(&lists::version(specs).map_err(CliError::Failed)?);
+    let (exporter, events) = Exporter::start(&export, identity.clone())
+        .map_err(|err| CliError::Usage(anyhow::Error::new(err)))?;
+
+    let stamp = identity.get();
+    tracing::info!(
+        host = %stamp.host_name,
+        machine_id = %stamp.machine_id,
+        user = %stamp.user_name,
+        list_version = %stamp.list_version,
+        "events carry this identity"
+    );
+    tracing::info!(
+        path = %exporter.spool().dir().display(),
+        bytes = exporter.spool().bytes(),
+        "event spool open"
+    );
+    for status in exporter.status() {
+        tracing::info!(sink = %status.name, pending = status.pending, "exporting events");
+    }
+    Ok((exporter, events))
+}
+
+/// Adds the configuration file's name to an error about its settings.
+fn in_file(err: anyhow::Error, config_path: Option<&Path>) -> CliError {
+    let origin = config_path.map_or_else(
+        || "the configuration".to_owned(),
+        |path| format!("configuration file {}", path.display()),
+    );
+    CliError::Usage(err.context(format!("invalid {origin}")))
+}
+
 /// Runs `webwarden siem ...`.
 pub fn run(command: &SiemCommand) -> Result<ExitCode, CliError> {
     let SiemCommand::Test(args) = command;
@@ -243,7 +293,19 @@ pub fn run(command: &SiemCommand) -> Result<ExitCode, CliError> {
         )));
     }
     let data_dir = config::data_dir(args.data_dir.as_deref(), &file)?;
-    let identity = Identity::detect(env!("CARGO_PKG_VERSION"), &data_dir);
+    // The same checks as `webwarden run`, so a test that passes means the
+    // agent starts.
+    export_config(&file, &data_dir, Vec::new())
+        .map_err(|err| in_file(err, config_path.as_deref()))?;
+    for sink in &sinks {
+        webwarden_events::check_sink(sink)
+            .map_err(|err| CliError::Usage(anyhow::Error::new(err)))?;
+    }
+    let specs = file
+        .list_specs(&config_path.clone().unwrap_or_default())
+        .map_err(CliError::Usage)?;
+    let mut identity = Identity::detect(env!("CARGO_PKG_VERSION"), &data_dir);
+    identity.list_version = lists::version(&specs).map_err(CliError::Failed)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let mut failed = 0;
     for sink in &sinks {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,13 +66,39 @@ pub struct SinkStatus {
     pub last_delivery: Option<SystemTime>,
 }
 
+/// How often a sink that keeps failing is logged again at warning level.
+const STILL_FAILING_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
 #[derive(Debug)]
 struct Monitor {
     gauge: PendingGauge,
     status: Mutex<SinkStatus>,
+    outage: Mutex<Option<Outage>>,
+}
+
+/// A run of failed deliveries, for the log.
+#[derive(Debug)]
+struct Outage {
+    since: Instant,
+    last_warning: Instant,
 }
 
 impl Monitor {
+    fn new(name: String, gauge: PendingGauge) -> Monitor {
+        Monitor {
+            gauge,
+            status: Mutex::new(SinkStatus {
+                name,
+                pending: 0,
+                delivered: 0,
+                healthy: true,
+                last_error: None,
+                last_delivery: None,
+            }),
+            outage: Mutex::new(None),
+        }
+    }
+
     fn snapshot(&self) -> SinkStatus {
         let mut status = self
             .status
@@ -85,8 +111,14 @@ impl Monitor {
 
     fn delivered(&self, count: usize) {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        if !status.healthy {
-            tracing::info!(sink = %status.name, pending = self.gauge.pending(), "SIEM sink accepts events again");
+        let outage = self.outage.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(outage) = outage {
+            tracing::info!(
+                sink = %status.name,
+                failing_for = ?Duration::from_secs(outage.since.elapsed().as_secs()),
+                pending = self.gauge.pending(),
+                "SIEM sink accepts events again; sending the events queued meanwhile"
+            );
         }
         status.healthy = true;
         status.delivered += count as u64;
@@ -95,17 +127,35 @@ impl Monitor {
 
     fn failed(&self, error: &str, retry_in: Duration) {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = status.healthy || status.last_error.as_deref() != Some(error);
-        if changed {
-            tracing::warn!(
-                sink = %status.name,
-                error,
-                pending = self.gauge.pending(),
-                retry_in = ?retry_in,
-                "SIEM delivery failed; events stay in the spool and are retried"
-            );
-        } else {
-            tracing::debug!(sink = %status.name, error, "SIEM delivery failed again");
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let changed = status.last_error.as_deref() != Some(error);
+        match outage.as_mut() {
+            None => {
+                tracing::warn!(
+                    sink = %status.name,
+                    error,
+                    pending = self.gauge.pending(),
+                    retry_in = ?retry_in,
+                    "SIEM delivery failed; events stay in the spool and are retried"
+                );
+                *outage = Some(Outage {
+                    since: now,
+                    last_warning: now,
+                });
+            }
+            Some(run) if changed || now - run.last_warning >= STILL_FAILING_LOG_INTERVAL => {
+                tracing::warn!(
+                    sink = %status.name,
+                    error,
+                    pending = self.gauge.pending(),
+                    failing_for = ?Duration::from_secs(run.since.elapsed().as_secs()),
+                    retry_in = ?retry_in,
+                    "SIEM delivery still failing; events stay in the spool"
+                );
+                run.last_warning = now;
+            }
+            Some(_) => tracing::debug!(sink = %status.name, error, "SIEM delivery failed again"),
         }
         status.healthy = false;
         status.last_error = Some(error.to_owned());
@@ -140,7 +190,7 @@ impl Exporter {
         let sinks = config
             .sinks
             .iter()
-            .map(|sink| Ok((sink.name(), Sink::new(sink)?)))
+            .map(|sink| Ok((sink.name(), build_sink(sink)?)))
             .collect::<Result<Vec<_>, SinkError>>()?;
         let spool = Spool::open(&config.spool_dir, config.max_bytes, identity)?;
         let readers = sinks
@@ -153,17 +203,7 @@ impl Exporter {
         let mut tasks = Vec::new();
         let mut monitors = Vec::new();
         for ((name, sink), reader) in sinks.into_iter().zip(readers) {
-            let monitor = Arc::new(Monitor {
-                gauge: reader.pending_gauge(),
-                status: Mutex::new(SinkStatus {
-                    name,
-                    pending: 0,
-                    delivered: 0,
-                    healthy: true,
-                    last_error: None,
-                    last_delivery: None,
-                }),
-            });
+            let monitor = Arc::new(Monitor::new(name, reader.pending_gauge()));
             monitors.push(Arc::clone(&monitor));
             tasks.push(tokio::spawn(deliver_forever(
                 reader,
@@ -308,6 +348,23 @@ impl Backoff {
     fn reset(&mut self) {
         self.failures = 0;
     }
+}
+
+/// Checks that a sink can be set up: its certificate files are readable
+/// and its URLs are usable. Nothing is sent.
+///
+/// # Errors
+///
+/// Returns [`SinkError::Config`] naming the sink and the problem.
+pub fn check_sink(config: &SinkConfig) -> Result<(), SinkError> {
+    build_sink(config).map(drop)
+}
+
+fn build_sink(config: &SinkConfig) -> Result<Sink, SinkError> {
+    Sink::new(config).map_err(|err| match err {
+        SinkError::Config(text) => SinkError::Config(format!("sink {}: {text}", config.name())),
+        other => other,
+    })
 }
 
 /// Sends one `SiemTest` event straight to a sink, bypassing the spool, and

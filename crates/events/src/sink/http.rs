@@ -111,11 +111,13 @@ impl HttpSink {
         for attempt in 0..self.urls.len() {
             let index = (current + attempt) % self.urls.len();
             match self.post(&self.urls[index], body.clone()).await {
+                Ok(accepted) if errors.is_empty() => return Ok(accepted),
                 Ok(accepted) => {
-                    if index != current && self.current.swap(index, Ordering::Relaxed) != index {
-                        tracing::info!(collector = %self.urls[index], "switched to another QRadar collector");
+                    let failed = errors.join("; ");
+                    if self.current.swap(index, Ordering::Relaxed) != index {
+                        tracing::warn!(collector = %self.urls[index], failed, "switched to another QRadar collector");
                     }
-                    return Ok(accepted);
+                    return Ok(format!("{accepted} after: {failed}"));
                 }
                 Err(error) => errors.push(error),
             }
@@ -131,7 +133,10 @@ impl HttpSink {
             .body(body)
             .send()
             .await
-            .map_err(|err| format!("POST {url} failed: {}", error_chain(&err)))?;
+            .map_err(|err| {
+                let cause = error_chain(&err);
+                format!("POST {url} failed: {cause}{}", super::tls_hint(&cause))
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(format!("accepted by {url} (HTTP {})", status.as_u16()));

@@ -217,6 +217,22 @@ pub fn parse_http_url(value: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Returns advice for TLS failures whose library wording names no fix, or
+/// an empty string.
+pub(crate) fn tls_hint(error: &str) -> &'static str {
+    if error.contains("UnknownIssuer") || error.contains("unknown issuer") {
+        " (the receiver's certificate is not signed by a trusted CA; add its CA with ca_file or --siem-ca)"
+    } else if error.contains("NotValidForName") || error.contains("not valid for name") {
+        " (the receiver's certificate does not name this host; connect by a name the certificate lists)"
+    } else if error.contains("InvalidContentType") || error.contains("corrupt message") {
+        " (the receiver does not speak TLS; use http:// or tcp:// if it is a plain listener)"
+    } else if error.contains("Expired") {
+        " (the receiver's certificate has expired or the clock is wrong)"
+    } else {
+        ""
+    }
+}
+
 /// A failed delivery: how many records (from the start) got through, and
 /// why the rest did not.
 #[derive(Debug, Clone, PartialEq, Eq)]

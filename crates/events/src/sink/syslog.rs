@@ -164,10 +164,13 @@ impl SyslogSink {
         };
         let name = ServerName::try_from(self.target.host.clone())
             .map_err(|err| format!("invalid TLS server name {:?}: {err}", self.target.host))?;
-        let stream = connector
-            .connect(name, stream)
-            .await
-            .map_err(|err| format!("TLS handshake with {address} failed: {}", error_chain(&err)))?;
+        let stream = connector.connect(name, stream).await.map_err(|err| {
+            let cause = error_chain(&err);
+            format!(
+                "TLS handshake with {address} failed: {cause}{}",
+                super::tls_hint(&cause)
+            )
+        })?;
         Ok(Connection::Tls(Box::new(stream)))
     }
 }

@@ -177,8 +177,9 @@ impl Spool {
         self.shared.lock_state().total_bytes
     }
 
-    /// Opens the reader of the sink named `name`, at its saved position, or
-    /// at the oldest spooled event for a sink seen for the first time.
+    /// Opens the reader of the sink named `name` at its saved position. A
+    /// sink seen for the first time starts after the events already
+    /// spooled, and its position is saved at once.
     ///
     /// # Errors
     ///

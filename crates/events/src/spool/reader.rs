@@ -94,20 +94,31 @@ impl SpoolReader {
             .join(CURSOR_DIR)
             .join(format!("{}.json", crate::identity::hex(&digest[..8])));
         let saved = read_cursor(&cursor_path)?;
-        let (position, dropped) = {
+        let is_new = saved.is_none();
+        let (position, dropped, skipped) = {
             let state = shared.lock_state();
             let oldest = state.segments.front().map(Position::start_of);
-            let start = oldest.unwrap_or(Position {
+            let empty = Position {
                 segment: state.next_seq,
                 offset: 0,
                 seq: state.next_seq,
+            };
+            let end = state.segments.back().map_or(empty, |last| Position {
+                segment: last.first_seq,
+                offset: last.len,
+                seq: state.next_seq,
             });
+            let retained = state.next_seq - oldest.map_or(state.next_seq, |p| p.seq);
             match saved {
                 // A position past the end belongs to a spool that was
                 // deleted; start again at its new beginning.
-                Some(cursor) if cursor.position.seq > state.next_seq => (start, 0),
-                Some(cursor) => (cursor.position, cursor.dropped),
-                None => (start, 0),
+                Some(cursor) if cursor.position.seq > state.next_seq => {
+                    (oldest.unwrap_or(empty), 0, 0)
+                }
+                Some(cursor) => (cursor.position, cursor.dropped, 0),
+                // A sink added to a running agent gets the events from now
+                // on, not a burst of what other sinks still hold.
+                None => (end, 0, retained),
             }
         };
         let progress = Arc::new(ReaderProgress {
@@ -119,7 +130,7 @@ impl SpoolReader {
             .unwrap_or_else(|p| p.into_inner())
             .push(Arc::clone(&progress));
         let appended = shared.appended.subscribe();
-        Ok(SpoolReader {
+        let reader = SpoolReader {
             shared,
             name: name.to_owned(),
             cursor_path,
@@ -129,7 +140,18 @@ impl SpoolReader {
             appended,
             file: None,
             buf: Vec::new(),
-        })
+        };
+        if is_new {
+            // Saved at once, so a crash before the first delivery does not
+            // make the sink new again and skip its backlog.
+            reader
+                .save()
+                .map_err(SpoolError::io("write", &reader.cursor_path))?;
+            if skipped > 0 {
+                tracing::info!(sink = name, skipped, "new sink starts with new events; events already in the spool go only to the other sinks");
+            }
+        }
+        Ok(reader)
     }
 
     /// Returns the sink name the reader was opened for.
@@ -365,15 +387,20 @@ impl SpoolReader {
         self.progress
             .committed
             .store(self.position.seq, Ordering::Release);
+        self.save()?;
+        self.shared.collect_garbage();
+        Ok(())
+    }
+
+    /// Writes the position and the unreported loss count to the cursor file.
+    fn save(&self) -> io::Result<()> {
         let cursor = Cursor {
             sink: self.name.clone(),
             position: self.position,
             dropped: self.dropped,
         };
         let text = serde_json::to_vec(&cursor).expect("cursor serializes");
-        write_atomically(&self.cursor_path, &text)?;
-        self.shared.collect_garbage();
-        Ok(())
+        write_atomically(&self.cursor_path, &text)
     }
 }
 

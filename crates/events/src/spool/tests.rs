@@ -48,8 +48,8 @@ fn messages(values: &[Value]) -> Vec<String> {
 async fn records_carry_ids_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
-    append_for_test(&spool, &events(20, "a")).unwrap();
     let mut reader = spool.reader("sink").unwrap();
+    append_for_test(&spool, &events(20, "a")).unwrap();
     let seen = read_all(&mut reader).await;
     assert_eq!(seen.len(), 20);
     assert_eq!(seen[0]["eventId"], format!("{}-1", spool.id()));
@@ -66,10 +66,10 @@ async fn reopened_spool_resumes_each_sink_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     {
         let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
-        append_for_test(&spool, &events(10, "first")).unwrap();
         let mut fast = spool.reader("fast").unwrap();
-        read_all(&mut fast).await;
         let _slow = spool.reader("slow").unwrap();
+        append_for_test(&spool, &events(10, "first")).unwrap();
+        read_all(&mut fast).await;
     }
     let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
     assert_eq!(spool.next_seq(), 11);
@@ -87,8 +87,8 @@ async fn reopened_spool_resumes_each_sink_where_it_stopped() {
 async fn partial_commit_sends_the_rest_again() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
-    append_for_test(&spool, &events(5, "e")).unwrap();
     let mut reader = spool.reader("sink").unwrap();
+    append_for_test(&spool, &events(5, "e")).unwrap();
     let (_stop_tx, mut stop) = watch::channel(true);
     let batch = reader
         .next_batch(100, 1 << 20, &mut stop)
@@ -106,6 +106,7 @@ async fn spool_cuts_partial_last_line() {
     let dir = tempfile::tempdir().unwrap();
     {
         let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+        spool.reader("sink").unwrap();
         append_for_test(&spool, &events(3, "whole")).unwrap();
     }
     let segment = std::fs::read_dir(dir.path())
@@ -250,6 +251,7 @@ async fn failed_write_leaves_only_whole_events() {
     let dir = tempfile::tempdir().unwrap();
     {
         let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+        spool.reader("sink").unwrap();
         append_for_test(&spool, &events(5, "before")).unwrap();
         let active = spool
             .shared
@@ -274,7 +276,7 @@ async fn failed_write_leaves_only_whole_events() {
     }
     let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
     assert_eq!(spool.next_seq(), 8);
-    let mut reader = spool.reader("restarted").unwrap();
+    let mut reader = spool.reader("sink").unwrap();
     let seen = read_all(&mut reader).await;
     let ids: Vec<&str> = seen
         .iter()
@@ -283,4 +285,28 @@ async fn failed_write_leaves_only_whole_events() {
     assert_eq!(messages(&seen).len(), 7, "{ids:?}");
     assert!(!ids.contains(&"lost"), "{ids:?}");
     assert_eq!(ids[6], format!("{}-7", spool.id()));
+}
+
+#[tokio::test]
+async fn new_sink_starts_after_spooled_events() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+        let _old = spool.reader("old").unwrap();
+        append_for_test(&spool, &events(4, "before")).unwrap();
+        let mut added = spool.reader("added").unwrap();
+        append_for_test(&spool, &events(2, "after")).unwrap();
+        assert_eq!(
+            messages(&read_all(&mut added).await),
+            ["after 0", "after 1"]
+        );
+        // Opened but never delivered: the position is saved all the same.
+        let _waiting = spool.reader("waiting").unwrap();
+    }
+    let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+    append_for_test(&spool, &events(1, "restarted")).unwrap();
+    let mut waiting = spool.reader("waiting").unwrap();
+    assert_eq!(messages(&read_all(&mut waiting).await), ["restarted 0"]);
+    let mut old = spool.reader("old").unwrap();
+    assert_eq!(read_all(&mut old).await.len(), 7);
 }
