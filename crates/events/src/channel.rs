@@ -8,14 +8,15 @@ use crate::SiemEvent;
 /// The sending half: cheap to clone, and [`EventSender::send`] never waits.
 #[derive(Debug, Clone)]
 pub struct EventSender {
-    tx: mpsc::SyncSender<SiemEvent>,
+    // Boxed, so the queue's preallocated slots are a pointer each.
+    tx: mpsc::SyncSender<Box<SiemEvent>>,
     dropped: Arc<AtomicU64>,
 }
 
 /// The receiving half, read by the spool writer.
 #[derive(Debug)]
 pub struct EventReceiver {
-    pub(crate) rx: mpsc::Receiver<SiemEvent>,
+    pub(crate) rx: mpsc::Receiver<Box<SiemEvent>>,
     pub(crate) dropped: Arc<AtomicU64>,
 }
 
@@ -35,7 +36,7 @@ impl EventSender {
     /// the event is dropped, counted and logged; the spool writer reports
     /// the count to the SIEM.
     pub fn send(&self, event: impl Into<SiemEvent>) {
-        if let Err(err) = self.tx.try_send(event.into()) {
+        if let Err(err) = self.tx.try_send(Box::new(event.into())) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Log the first loss and then every thousandth, not every one.
             if dropped == 1 || dropped % 1000 == 0 {

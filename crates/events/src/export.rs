@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
 
 use crate::sink::{Sink, SinkConfig, SinkError};
 use crate::spool::{spawn_writer, PendingGauge, Spool, SpoolReader, WriterHandle};
@@ -15,6 +14,10 @@ use crate::{event_channel, AgentEvent, EventSender, Identity, IdentityHandle, Si
 
 /// Bytes read from the spool for one delivery, about.
 const BATCH_BYTES: usize = 1024 * 1024;
+
+/// How long a sink waits after delivering a part-full batch, so that at
+/// low rates it sends a few batches a second instead of one per event.
+const LINGER: Duration = Duration::from_millis(100);
 
 /// The exporter's settings.
 #[derive(Debug, Clone)]
@@ -168,21 +171,27 @@ pub struct Exporter {
     spool: Spool,
     writer: Option<WriterHandle>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The thread that runs the delivery tasks, and the sender that makes
+    /// it abort them.
+    delivery: Option<(std::thread::JoinHandle<()>, oneshot::Sender<()>)>,
+    /// Completes when every delivery task has ended.
+    finished: Option<oneshot::Receiver<()>>,
     monitors: Vec<Arc<Monitor>>,
 }
 
 impl Exporter {
-    /// Opens the spool, starts its writer and one delivery task per sink,
-    /// and returns the sender the proxy puts events into. Must run inside a
-    /// Tokio runtime.
+    /// Opens the spool, starts its writer and the delivery thread with one
+    /// task per sink, and returns the sender the proxy puts events into.
+    ///
+    /// The delivery tasks run on their own thread and runtime, so their
+    /// file and network work never takes a turn from the proxy's tasks.
     ///
     /// # Errors
     ///
     /// Returns [`SinkError::Config`] for sink settings that cannot work
     /// (unreadable certificate files, no URL), [`SinkError::Spool`] when the
-    /// spool cannot be opened, and [`SinkError::Start`] when the writer
-    /// thread cannot start.
+    /// spool cannot be opened, and [`SinkError::Start`] when a thread or
+    /// the runtime cannot start.
     pub fn start(
         config: &ExportConfig,
         identity: IdentityHandle,
@@ -197,6 +206,9 @@ impl Exporter {
             .iter()
             .map(|(name, _)| spool.reader(name))
             .collect::<Result<Vec<_>, _>>()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let (sender, receiver) = event_channel(config.queue_capacity);
         let writer = spawn_writer(&spool, receiver)?;
         let (stop, _) = watch::channel(false);
@@ -205,20 +217,38 @@ impl Exporter {
         for ((name, sink), reader) in sinks.into_iter().zip(readers) {
             let monitor = Arc::new(Monitor::new(name, reader.pending_gauge()));
             monitors.push(Arc::clone(&monitor));
-            tasks.push(tokio::spawn(deliver_forever(
+            tasks.push(deliver_forever(
                 reader,
                 sink,
                 monitor,
                 stop.subscribe(),
                 config.retry,
-            )));
+            ));
         }
+        let (abort, aborted) = oneshot::channel::<()>();
+        let (done, finished) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("siem-delivery".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+                    let all = futures_util::future::join_all(handles);
+                    tokio::select! {
+                        _ = all => {}
+                        _ = aborted => {}
+                    }
+                });
+                // Dropping the runtime cancels the tasks that are left.
+                drop(runtime);
+                let _ = done.send(());
+            })?;
         Ok((
             Exporter {
                 spool,
                 writer: Some(writer),
                 stop,
-                tasks,
+                delivery: Some((thread, abort)),
+                finished: Some(finished),
                 monitors,
             },
             sender,
@@ -243,17 +273,29 @@ impl Exporter {
             let _ = tokio::task::spawn_blocking(move || writer.stop()).await;
         }
         self.stop.send_replace(true);
-        let mut tasks = std::mem::take(&mut self.tasks);
-        let all = futures_util::future::join_all(tasks.iter_mut());
-        if tokio::time::timeout(grace, all).await.is_err() {
-            for task in &tasks {
-                task.abort();
-            }
+        let Some((thread, abort)) = self.delivery.take() else {
+            return;
+        };
+        let finished = self.finished.take().expect("set with the thread");
+        if tokio::time::timeout(grace, finished).await.is_err() {
+            let _ = abort.send(());
             let pending: u64 = self.monitors.iter().map(|m| m.gauge.pending()).sum();
             tracing::info!(
                 pending,
                 "stopped with events not yet delivered; they are sent after the next start"
             );
+        }
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+impl Drop for Exporter {
+    /// Ends the delivery thread without waiting, when [`Exporter::shutdown`]
+    /// was not called.
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        if let Some((_, abort)) = self.delivery.take() {
+            let _ = abort.send(());
         }
     }
 }
@@ -294,7 +336,12 @@ async fn deliver_forever(
             monitor.delivered(delivered);
         }
         match failure {
-            None => backoff.reset(),
+            None => {
+                backoff.reset();
+                if batch.records.len() < sink.batch_limit() {
+                    linger(&mut stop).await;
+                }
+            }
             Some(error) => {
                 let delay = backoff.next_delay();
                 monitor.failed(&error, delay);
@@ -303,6 +350,18 @@ async fn deliver_forever(
                 }
             }
         }
+    }
+}
+
+/// Waits [`LINGER`], or less when the exporter stops, so that the last
+/// events still go out at shutdown.
+async fn linger(stop: &mut watch::Receiver<bool>) {
+    if *stop.borrow() {
+        return;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(LINGER) => {}
+        _ = stop.changed() => {}
     }
 }
 

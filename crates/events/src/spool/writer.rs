@@ -93,10 +93,10 @@ impl Writer {
             };
             match events.rx.recv_timeout(wait) {
                 Ok(event) => {
-                    batch.push(event);
+                    batch.push(*event);
                     while batch.len() < MAX_BATCH {
                         match events.rx.try_recv() {
-                            Ok(event) => batch.push(event),
+                            Ok(event) => batch.push(*event),
                             Err(_) => break,
                         }
                     }
