@@ -3,13 +3,16 @@
 //! an HTTP proxy such as webwarden or mitmproxy.
 //!
 //! - `origin` serves a fixed 1 KiB body over HTTP and HTTPS on loopback.
+//! - `sink-receivers` serves a stand-in QRadar HTTP Receiver and syslog
+//!   receiver on loopback.
 //! - `run` drives keep-alive connections at a URL for a fixed time.
 //! - `summary` prints the table of a results file and checks the targets.
 //!
-//! `bench/load/run.sh` runs the whole comparison.
+//! `bench/load/run.sh` runs the whole comparison, and `bench/load/siem.sh`
+//! compares webwarden with its SIEM sinks up and down.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +21,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod client;
+mod listen;
 mod load;
 mod origin;
+mod receivers;
 mod report;
 
 /// Longest measured window, warmup or timeout a run accepts, in seconds.
@@ -38,6 +43,10 @@ enum Command {
     /// Serve a fixed 1 KiB body on loopback over HTTP and HTTPS until the
     /// time limit, SIGINT or SIGTERM.
     Origin(OriginArgs),
+    /// Serve an HTTP receiver that returns 200 to every POST and a syslog
+    /// TCP receiver that discards what it reads, on loopback, until the
+    /// time limit, SIGINT or SIGTERM.
+    SinkReceivers(SinkReceiversArgs),
     /// Drive keep-alive connections at a URL for a fixed time and report
     /// requests per second and latency.
     Run(RunArgs),
@@ -62,6 +71,27 @@ struct OriginArgs {
     #[arg(long, value_name = "FILE")]
     addr_file: Option<PathBuf>,
     /// Seconds after which the origin exits by itself.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    max_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+struct SinkReceiversArgs {
+    /// HTTP receiver listen address; must be a loopback address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    http: SocketAddr,
+    /// Syslog TCP receiver listen address; must be a loopback address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    syslog: SocketAddr,
+    /// File to write the bound addresses to, as JSON, once both listeners
+    /// are ready.
+    #[arg(long, value_name = "FILE")]
+    addr_file: Option<PathBuf>,
+    /// File to rewrite with the received counts, as JSON, every 250 ms and
+    /// at exit.
+    #[arg(long, value_name = "FILE")]
+    stats_file: Option<PathBuf>,
+    /// Seconds after which the receivers exit by themselves.
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     max_seconds: u64,
 }
@@ -124,6 +154,13 @@ struct SummaryArgs {
     /// webwarden's VmRSS after the runs, in KiB.
     #[arg(long, value_name = "KIB", requires = "rss_loaded_kib")]
     rss_after_kib: Option<u64>,
+    /// Label of the runs to compare with --baseline. The summary then adds
+    /// the ratios of their median requests per second, p50 and p99.
+    #[arg(long, value_name = "LABEL", requires = "baseline")]
+    compare: Option<String>,
+    /// Label of the runs that --compare is divided by.
+    #[arg(long, value_name = "LABEL", requires = "compare")]
+    baseline: Option<String>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -150,6 +187,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Command::Origin(args) => run_origin(args).await,
+            Command::SinkReceivers(args) => run_sink_receivers(args).await,
             Command::Run(args) => run_load(args).await,
             Command::Summary(args) => print_summary(&args),
         }
@@ -169,18 +207,7 @@ async fn run_origin(args: OriginArgs) -> anyhow::Result<()> {
         .with_context(|| format!("failed to write {}", args.ca_out.display()))?;
     let (addrs, tasks) = origin::start(args.http, args.https, tls.server_config).await?;
     if let Some(path) = &args.addr_file {
-        // Written under another name and renamed, so a reader never sees a
-        // partial file.
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, serde_json::to_string(&addrs)?)
-            .with_context(|| format!("failed to write {}", partial.display()))?;
-        std::fs::rename(&partial, path).with_context(|| {
-            format!(
-                "failed to rename {} to {}",
-                partial.display(),
-                path.display()
-            )
-        })?;
+        write_atomically(path, &serde_json::to_string(&addrs)?)?;
     }
     eprintln!(
         "origin listening on http://{} and https://{} (CA in {}); exits after {} s",
@@ -189,7 +216,7 @@ async fn run_origin(args: OriginArgs) -> anyhow::Result<()> {
         args.ca_out.display(),
         args.max_seconds
     );
-    wait_for_stop(Duration::from_secs(args.max_seconds)).await;
+    wait_for_stop("origin", Duration::from_secs(args.max_seconds)).await;
     for task in tasks {
         task.abort();
     }
@@ -197,13 +224,69 @@ async fn run_origin(args: OriginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes after `limit`, on SIGINT or on SIGTERM.
-async fn wait_for_stop(limit: Duration) {
+async fn run_sink_receivers(args: SinkReceiversArgs) -> anyhow::Result<()> {
+    let (addrs, counters, tasks) = receivers::start(args.http, args.syslog).await?;
+    if let Some(path) = &args.addr_file {
+        write_atomically(path, &serde_json::to_string(&addrs)?)?;
+    }
+    eprintln!(
+        "sink receivers listening on http://{} and tcp://{}; exit after {} s",
+        addrs.http, addrs.syslog, args.max_seconds
+    );
+    let stats_task = args.stats_file.clone().map(|path| {
+        let counters = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                interval.tick().await;
+                if let Err(err) = write_stats(&path, &counters) {
+                    eprintln!("sink receivers: {err:#}");
+                    return;
+                }
+            }
+        })
+    });
+    wait_for_stop("sink receivers", Duration::from_secs(args.max_seconds)).await;
+    for task in tasks.into_iter().chain(stats_task) {
+        task.abort();
+    }
+    if let Some(path) = &args.stats_file {
+        write_stats(path, &counters)?;
+    }
+    eprintln!(
+        "sink receivers stopped; received {}",
+        serde_json::to_string(&counters.snapshot())?
+    );
+    Ok(())
+}
+
+fn write_stats(path: &Path, counters: &receivers::Counters) -> anyhow::Result<()> {
+    write_atomically(path, &serde_json::to_string(&counters.snapshot())?)
+}
+
+/// Writes `text` under another name and renames it to `path`, so a reader
+/// never sees a partial file.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)
+        .with_context(|| format!("failed to write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| {
+        format!(
+            "failed to rename {} to {}",
+            partial.display(),
+            path.display()
+        )
+    })
+}
+
+/// Completes after `limit`, on SIGINT or on SIGTERM, and logs which of
+/// them ended the wait, prefixed with `server`.
+async fn wait_for_stop(server: &str, limit: Duration) {
     let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(signal) => signal,
             Err(err) => {
-                eprintln!("origin: failed to listen for SIGTERM: {err}");
+                eprintln!("{server}: failed to listen for SIGTERM: {err}");
                 tokio::select! {
                     _ = tokio::time::sleep(limit) => {}
                     _ = tokio::signal::ctrl_c() => {}
@@ -212,9 +295,9 @@ async fn wait_for_stop(limit: Duration) {
             }
         };
     tokio::select! {
-        _ = tokio::time::sleep(limit) => eprintln!("origin: time limit reached"),
-        _ = tokio::signal::ctrl_c() => eprintln!("origin: received SIGINT"),
-        _ = terminate.recv() => eprintln!("origin: received SIGTERM"),
+        _ = tokio::time::sleep(limit) => eprintln!("{server}: time limit reached"),
+        _ = tokio::signal::ctrl_c() => eprintln!("{server}: received SIGINT"),
+        _ = terminate.recv() => eprintln!("{server}: received SIGTERM"),
     }
 }
 
@@ -275,5 +358,9 @@ fn print_summary(args: &SummaryArgs) -> anyhow::Result<()> {
         _ => None,
     };
     print!("{}", report::summary(&results, memory));
+    if let (Some(label), Some(baseline)) = (&args.compare, &args.baseline) {
+        println!();
+        print!("{}", report::comparison(&results, label, baseline)?);
+    }
     Ok(())
 }

@@ -3,15 +3,12 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -20,11 +17,13 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{crypto::aws_lc_rs, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+
+use crate::listen::{self, ErrorLog};
 
 /// Length of the body the origin returns for every request.
 pub const BODY_LEN: usize = 1024;
@@ -33,9 +32,6 @@ pub const BODY_LEN: usize = 1024;
 pub const SERVER_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
 
 static BODY: [u8; BODY_LEN] = [b'w'; BODY_LEN];
-
-/// Errors printed per kind before the origin only counts them.
-const MAX_LOGGED_ERRORS: u64 = 10;
 
 /// The addresses a running origin listens on, as written to its address file.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -115,94 +111,34 @@ pub async fn start(
     https_listen: SocketAddr,
     tls: Arc<ServerConfig>,
 ) -> anyhow::Result<(OriginAddrs, [JoinHandle<()>; 2])> {
-    for addr in [http_listen, https_listen] {
-        if !addr.ip().is_loopback() {
-            bail!("listen address {addr} is not a loopback address; the origin serves only this machine");
-        }
-    }
-    let http = TcpListener::bind(http_listen)
-        .await
-        .with_context(|| format!("failed to listen on {http_listen}"))?;
-    let https = TcpListener::bind(https_listen)
-        .await
-        .with_context(|| format!("failed to listen on {https_listen}"))?;
+    let http = listen::bind_loopback(http_listen).await?;
+    let https = listen::bind_loopback(https_listen).await?;
     let addrs = OriginAddrs {
         http: http.local_addr()?,
         https: https.local_addr()?,
     };
-    let errors = Arc::new(ErrorLog::default());
-    let plain = tokio::spawn(accept_loop(http, None, Arc::clone(&errors)));
-    let secure = tokio::spawn(accept_loop(https, Some(TlsAcceptor::from(tls)), errors));
+    let errors = Arc::new(ErrorLog::new("origin"));
+    let plain = tokio::spawn(listen::accept_loop(http, Arc::clone(&errors), |stream| {
+        serve_connection(stream, None)
+    }));
+    let acceptor = TlsAcceptor::from(tls);
+    let secure = tokio::spawn(listen::accept_loop(https, errors, move |stream| {
+        serve_connection(stream, Some(acceptor.clone()))
+    }));
     Ok((addrs, [plain, secure]))
-}
-
-/// Counts errors and prints the first [`MAX_LOGGED_ERRORS`] of them, so a
-/// misconfigured client cannot flood the log.
-#[derive(Default)]
-struct ErrorLog {
-    count: AtomicU64,
-}
-
-impl ErrorLog {
-    fn report(&self, message: std::fmt::Arguments<'_>) {
-        let seen = self.count.fetch_add(1, Ordering::Relaxed);
-        if seen < MAX_LOGGED_ERRORS {
-            eprintln!("origin: {message}");
-        } else if seen == MAX_LOGGED_ERRORS {
-            eprintln!("origin: further errors are not printed");
-        }
-    }
-}
-
-async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, errors: Arc<ErrorLog>) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                errors.report(format_args!("accept failed: {err}"));
-                // A pause keeps a persistent failure such as running out of
-                // file descriptors from spinning this loop.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let tls = tls.clone();
-        let errors = Arc::clone(&errors);
-        tokio::spawn(async move {
-            if let Err(err) = serve_connection(stream, tls).await {
-                errors.report(format_args!("connection from {peer} failed: {err:#}"));
-            }
-        });
-    }
 }
 
 async fn serve_connection(stream: TcpStream, tls: Option<TlsAcceptor>) -> anyhow::Result<()> {
     stream.set_nodelay(true)?;
     match tls {
-        None => serve_http(TokioIo::new(stream)).await,
+        None => listen::serve_http(TokioIo::new(stream), service_fn(respond)).await,
         Some(acceptor) => {
             let stream = acceptor
                 .accept(stream)
                 .await
                 .context("TLS handshake failed")?;
-            serve_http(TokioIo::new(stream)).await
+            listen::serve_http(TokioIo::new(stream), service_fn(respond)).await
         }
-    }
-}
-
-async fn serve_http<I>(io: I) -> anyhow::Result<()>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let served = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, service_fn(respond))
-        .await;
-    match served {
-        // A client that closes its connection in the middle of a request,
-        // as load generators do at the end of a run, is not an error here.
-        Err(err) if err.is_incomplete_message() => Ok(()),
-        other => other.context("HTTP/1.1 connection failed"),
     }
 }
 

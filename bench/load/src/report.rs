@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::load::LoadOutcome;
@@ -272,17 +272,7 @@ fn median(values: &[f64]) -> f64 {
 /// reduced to the median requests per second, p50 and p99, and the
 /// comparisons use those medians.
 pub fn summary(results: &[RunResult], memory: Option<ResidentMemory>) -> String {
-    // Keyed by scheme, path and connection count, so the table groups by
-    // scheme and lists the direct path first.
-    let mut groups: BTreeMap<CellKey, Vec<&RunResult>> = BTreeMap::new();
-    for result in results {
-        let key = (
-            result.scheme.clone(),
-            label_rank(&result.label),
-            result.connections,
-        );
-        groups.entry(key).or_default().push(result);
-    }
+    let groups = group_runs(results);
     let mut cells: Vec<Cell> = groups.values().map(|runs| Cell::new(runs)).collect();
     cells.sort_by_key(|c| (c.scheme.clone(), c.connections, label_rank(&c.label)));
     let find = |label: &str, scheme: &str, connections: usize| {
@@ -361,6 +351,72 @@ pub fn summary(results: &[RunResult], memory: Option<ResidentMemory>) -> String 
         );
     }
     out
+}
+
+/// Groups runs by scheme, path and connection count, in that key order, so
+/// a table groups by scheme and lists the direct path first. Each group
+/// keeps the runs in file order.
+fn group_runs(results: &[RunResult]) -> BTreeMap<CellKey, Vec<&RunResult>> {
+    let mut groups: BTreeMap<CellKey, Vec<&RunResult>> = BTreeMap::new();
+    for result in results {
+        let key = (
+            result.scheme.clone(),
+            label_rank(&result.label),
+            result.connections,
+        );
+        groups.entry(key).or_default().push(result);
+    }
+    groups
+}
+
+/// The header of the table that [`comparison`] prints.
+pub const COMPARISON_HEADER: &str = "| Scheme | Connections | Requests/s ratio (of medians) | Requests/s ratio per round (min to max) | p50 ratio | p99 ratio |\n| --- | --- | ---: | ---: | ---: | ---: |";
+
+/// Formats the ratios `label`/`baseline` for each scheme and connection
+/// count that has runs of both: of the median requests per second, p50 and
+/// p99, and the range of the per-round ratios of requests per second. A
+/// round pairs the k-th run of `label` with the k-th run of `baseline` in
+/// file order, so runs made close together are compared.
+///
+/// # Errors
+///
+/// Returns an error when no scheme and connection count has runs of both
+/// labels.
+pub fn comparison(results: &[RunResult], label: &str, baseline: &str) -> anyhow::Result<String> {
+    let groups = group_runs(results);
+    let mut out = String::new();
+    let _ = writeln!(out, "{COMPARISON_HEADER}");
+    let mut rows = 0;
+    for ((scheme, rank, connections), runs) in &groups {
+        if rank.1 != label {
+            continue;
+        }
+        let Some(base_runs) = groups.get(&(scheme.clone(), label_rank(baseline), *connections))
+        else {
+            continue;
+        };
+        let ours = Cell::new(runs);
+        let base = Cell::new(base_runs);
+        let paired: Vec<f64> = runs
+            .iter()
+            .zip(base_runs)
+            .map(|(run, base_run)| run.requests_per_second / base_run.requests_per_second)
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {scheme} | {connections} | {:.3} | {:.3} to {:.3} | {:.3} | {:.3} |",
+            ours.requests_per_second / base.requests_per_second,
+            paired.iter().copied().fold(f64::INFINITY, f64::min),
+            paired.iter().copied().fold(0.0, f64::max),
+            ours.p50_ms / base.p50_ms,
+            ours.p99_ms / base.p99_ms,
+        );
+        rows += 1;
+    }
+    if rows == 0 {
+        bail!("no scheme and connection count has runs labeled both {label:?} and {baseline:?}");
+    }
+    Ok(out)
 }
 
 fn label_rank(label: &str) -> (u8, String) {
@@ -445,6 +501,32 @@ mod tests {
         assert!(
             text.contains("| direct | http | 1 | 3 | 2000 | 1000 to 3000 | 0.150 | 0.300 | 0 |")
         );
+    }
+
+    #[test]
+    fn comparison_divides_medians_and_pairs_rounds() {
+        let results = vec![
+            result("sinks-up", "http", 1, 1_000.0, 0.2),
+            result("sinks-down", "http", 1, 1_100.0, 0.2),
+            result("sinks-up", "http", 1, 2_000.0, 0.4),
+            result("sinks-down", "http", 1, 1_800.0, 0.3),
+            result("sinks-up", "http", 1, 3_000.0, 0.4),
+            result("sinks-down", "http", 1, 3_000.0, 0.4),
+            result("sinks-up", "https", 64, 500.0, 1.0),
+        ];
+        let text = comparison(&results, "sinks-down", "sinks-up").unwrap();
+        assert!(
+            text.contains("| http | 1 | 0.900 | 0.900 to 1.100 | 0.750 | 0.750 |"),
+            "{text}"
+        );
+        assert!(!text.contains("| https |"), "{text}");
+    }
+
+    #[test]
+    fn comparison_without_pairs_fails() {
+        let results = vec![result("sinks-up", "http", 1, 1_000.0, 0.2)];
+        let err = comparison(&results, "sinks-down", "sinks-up").unwrap_err();
+        assert!(err.to_string().contains("no scheme and connection count"));
     }
 
     #[test]
