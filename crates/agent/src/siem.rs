@@ -9,7 +9,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use webwarden_events::{
     EventSender, ExportConfig, Exporter, Identity, IdentityHandle, RetryPolicy, SinkConfig,
-    SyslogTarget, TlsFiles, DEFAULT_TIMEOUT,
+    SyslogTarget, SyslogTransport, TlsFiles, DEFAULT_TIMEOUT,
 };
 
 use crate::config::{self, FileConfig, SiemEntry};
@@ -136,7 +136,16 @@ pub fn sink_configs(
 }
 
 fn entry_config(entry: &SiemEntry) -> anyhow::Result<SinkConfig> {
-    let timeout = |seconds: &Option<u64>| seconds.map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let timeout = |seconds: &Option<u64>| {
+        match seconds {
+        Some(0) => Err(anyhow!(
+            "invalid timeout_seconds = 0: every attempt would time out at once; use at least 1 (the default is {})",
+            DEFAULT_TIMEOUT.as_secs()
+        )),
+        Some(seconds) => Ok(Duration::from_secs(*seconds)),
+        None => Ok(DEFAULT_TIMEOUT),
+    }
+    };
     Ok(match entry {
         SiemEntry::QradarHttp {
             urls,
@@ -160,7 +169,7 @@ fn entry_config(entry: &SiemEntry) -> anyhow::Result<SinkConfig> {
                     client_cert: client_cert.clone(),
                     client_key: client_key.clone(),
                 },
-                timeout: timeout(timeout_seconds),
+                timeout: timeout(timeout_seconds)?,
             }
         }
         SiemEntry::Syslog {
@@ -169,16 +178,30 @@ fn entry_config(entry: &SiemEntry) -> anyhow::Result<SinkConfig> {
             client_cert,
             client_key,
             timeout_seconds,
-        } => SinkConfig::Syslog {
-            target: SyslogTarget::parse(url).map_err(|e| anyhow!(e))?,
-            tls: TlsFiles {
-                ca_file: ca_file.clone(),
-                client_cert: client_cert.clone(),
-                client_key: client_key.clone(),
-            },
-            timeout: timeout(timeout_seconds),
-        },
-        SiemEntry::File { path } => SinkConfig::File { path: path.clone() },
+        } => {
+            let target = SyslogTarget::parse(url).map_err(|e| anyhow!(e))?;
+            let has_tls_files = ca_file.is_some() || client_cert.is_some() || client_key.is_some();
+            if has_tls_files && target.transport != SyslogTransport::Tls {
+                return Err(anyhow!(
+                    "ca_file, client_cert and client_key apply only to tls:// URLs, and {url:?} is not one; use tls:// or remove them"
+                ));
+            }
+            SinkConfig::Syslog {
+                target,
+                tls: TlsFiles {
+                    ca_file: ca_file.clone(),
+                    client_cert: client_cert.clone(),
+                    client_key: client_key.clone(),
+                },
+                timeout: timeout(timeout_seconds)?,
+            }
+        }
+        SiemEntry::File { path } => {
+            if path.as_os_str().is_empty() {
+                return Err(anyhow!("`path` is empty; give the events file's path"));
+            }
+            SinkConfig::File { path: path.clone() }
+        }
     })
 }
 
@@ -417,6 +440,35 @@ timeout_seconds = 3
             format!("{err:#}").contains("unknown field `url`"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_rejected() {
+        let cases = [
+            (
+                "kind = \"syslog\"\nurl = \"tcp://h:514\"\ntimeout_seconds = 0",
+                "timeout_seconds = 0",
+            ),
+            (
+                "kind = \"syslog\"\nurl = \"udp://h:514\"\nca_file = \"/ca.pem\"",
+                "only to tls://",
+            ),
+            ("kind = \"syslog\"\nurl = \"tcp://h:0\"", "port 0"),
+            (
+                "kind = \"syslog\"\nurl = \"tls://u:p@h:6514\"",
+                "only a host and port",
+            ),
+            (
+                "kind = \"qradar-http\"\nurls = [\"https://admin:secret@h:12469\"]",
+                "credentials",
+            ),
+            ("kind = \"file\"\npath = \"\"", "`path` is empty"),
+        ];
+        for (entry, named) in cases {
+            let config = file(&format!("[[siem]]\n{entry}\n"));
+            let err = sink_configs(&SinkArgs::default(), &config, None, None).unwrap_err();
+            assert!(format!("{err:#}").contains(named), "{entry}: {err:#}");
+        }
     }
 
     #[test]

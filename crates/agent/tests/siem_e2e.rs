@@ -156,6 +156,23 @@ fn leef_text(value: &Value) -> String {
     }
 }
 
+/// Percent-encodes what LEEF output encodes in values from the request:
+/// `^`, `|`, `\`, space and control characters.
+fn request_text(value: &str) -> String {
+    let mut out = String::new();
+    for c in value.chars() {
+        if matches!(c, '^' | '|' | '\\' | ' ') || c.is_control() {
+            let mut bytes = [0u8; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Checks every field of a LEEF message against the JSON event it came from.
 fn assert_matches_event(message: &LeefMessage, event: &Value) {
     let category = event["eventCategory"].as_str().unwrap();
@@ -208,6 +225,10 @@ fn assert_matches_event(message: &LeefMessage, event: &Value) {
         }
         match value {
             Value::Null => assert_eq!(message.get(key), None, "null {field} is left out"),
+            value if ["url", "method", "destinationHost"].contains(&field.as_str()) => {
+                let text = request_text(value.as_str().unwrap());
+                assert_eq!(message.get(key), Some(text.as_str()), "{field} as {key}");
+            }
             value => assert_eq!(
                 message.get(key),
                 Some(leef_text(value).as_str()),

@@ -325,6 +325,14 @@ async fn deliver_forever(
                 continue;
             }
         };
+        if batch.is_empty() {
+            // Only damaged lines, already reported: move past them.
+            if let Err(err) = reader.commit(&batch, 0) {
+                tracing::warn!(sink = reader.name(), error = %err, "failed to save the sink's spool position");
+            }
+            tokio::task::yield_now().await;
+            continue;
+        }
         let (delivered, failure) = match sink.deliver(&batch.records).await {
             Ok(_) => (batch.records.len(), None),
             Err(failure) => (failure.delivered, Some(failure.error)),
@@ -449,10 +457,7 @@ pub async fn test_sink(config: &SinkConfig, identity: &Identity) -> Result<Strin
         &SiemEvent::Agent(event),
     );
     json.pop();
-    let record = crate::spool::Record {
-        seq: 0,
-        json: String::from_utf8(json).expect("JSON is UTF-8"),
-    };
+    let record = crate::spool::Record::detached(String::from_utf8(json).expect("JSON is UTF-8"));
     let limit = crate::sink::DEFAULT_TIMEOUT * 3;
     match tokio::time::timeout(limit, sink.deliver(std::slice::from_ref(&record))).await {
         Ok(Ok(report)) => Ok(format!("{report}; eventId {event_id}")),

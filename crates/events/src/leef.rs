@@ -130,12 +130,40 @@ impl Attributes {
     fn push_value(&mut self, key: &str, value: &Value) {
         match value {
             Value::Null => {}
+            Value::String(text) if REQUEST_TEXT_KEYS.contains(&key) => {
+                self.push(key, &percent_encode_specials(text));
+            }
             Value::String(text) => self.push(key, text),
             Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_) => {
                 self.push(key, &value.to_string());
             }
         }
     }
+}
+
+/// Keys whose values come from the client's request. QRadar's LEEF
+/// parser may not honour backslash escapes, so a `^` there could start a
+/// forged attribute: these values get `^`, `|`, `\` and control characters
+/// percent-encoded instead, which keeps a URL's meaning.
+const REQUEST_TEXT_KEYS: [&str; 3] = ["url", "method", "destinationHost"];
+
+fn percent_encode_specials(text: &str) -> std::borrow::Cow<'_, str> {
+    let special = |c: char| matches!(c, '^' | '|' | '\\') || c.is_control() || c == ' ';
+    if !text.contains(special) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if special(c) {
+            let mut bytes = [0u8; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                let _ = write!(out, "%{byte:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Escapes an attribute value: backslash, the delimiter, and the line and
@@ -286,7 +314,7 @@ mod tests {
         assert_eq!(get("srcPort"), Some("50123"));
         assert_eq!(get("dst"), None);
         assert_eq!(get("dstPort"), Some("443"));
-        assert_eq!(get("url"), Some("https://bad.example/a^b\\c|d=e\tf"));
+        assert_eq!(get("url"), Some("https://bad.example/a%5Eb%5Cc%7Cd=e%09f"));
         assert_eq!(get("usrName"), Some("alice"));
         assert_eq!(get("identSrc"), Some("10.1.2.3"));
         assert_eq!(get("identHostName"), Some("ws-17"));
@@ -307,8 +335,30 @@ mod tests {
         let message = format_message(&blocked_record(), None).unwrap();
         assert!(!message.contains('\n'));
         assert!(!message.contains('\t'));
-        assert!(message.contains("url=https://bad.example/a\\^b\\\\c|d=e\\tf^"));
+        assert!(message.contains("^url=https://bad.example/a%5Eb%5Cc%7Cd=e%09f^"));
         assert!(message.contains("rule=\\^(.*\\\\.)?bad\\\\.example$^"));
+    }
+
+    #[test]
+    fn request_text_cannot_forge_attributes() {
+        let mut record: Map<String, Value> = serde_json::from_str(&blocked_record()).unwrap();
+        record.insert("url".into(), "http://x/a^sev=1^cat=Allowed|y".into());
+        record.insert("method".into(), "GET^cat=Allowed".into());
+        // The rule's own escaped caret would confuse the plain split below.
+        record.remove("rule");
+        let message = format_record(&record, None);
+        let attributes = message.split_once("|^|").unwrap().1;
+        let keys: Vec<&str> = attributes
+            .split('^')
+            .map(|pair| pair.split_once('=').unwrap().0)
+            .collect();
+        assert_eq!(keys.iter().filter(|k| **k == "cat").count(), 1, "{message}");
+        assert_eq!(keys.iter().filter(|k| **k == "sev").count(), 1, "{message}");
+        assert!(
+            attributes.contains("url=http://x/a%5Esev=1%5Ecat=Allowed%7Cy"),
+            "{message}"
+        );
+        assert!(attributes.contains("method=GET%5Ecat=Allowed"), "{message}");
     }
 
     #[test]

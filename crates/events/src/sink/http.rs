@@ -24,7 +24,8 @@ const SINGLE_EVENTS: usize = 100;
 /// collector's round trip does not cap the event rate.
 const CONCURRENT_POSTS: usize = 8;
 
-/// How much of an error response body is quoted.
+/// How much of an error response body is read and quoted; the rest is
+/// left unread, so a hostile receiver cannot fill memory.
 const QUOTED_BODY: usize = 200;
 
 #[derive(Debug)]
@@ -51,8 +52,11 @@ impl HttpSink {
         let config = tls.client_config(&[b"http/1.1"])?;
         // The agent's own traffic must not go through the system proxy,
         // which is webwarden itself.
+        // A redirect is a failure: following it would send the event
+        // elsewhere, or turn the POST into a GET that drops it.
         let client = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .tls_backend_preconfigured(rustls::ClientConfig::clone(&config))
             .connect_timeout(timeout)
             .timeout(timeout)
@@ -141,14 +145,41 @@ impl HttpSink {
         if status.is_success() {
             return Ok(format!("accepted by {url} (HTTP {})", status.as_u16()));
         }
-        let text = response.text().await.unwrap_or_default();
-        let quoted: String = text.chars().take(QUOTED_BODY).collect();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|value| {
+                    String::from_utf8_lossy(value.as_bytes())
+                        .escape_debug()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "POST {url} answered HTTP {} (redirect to {location:?}); webwarden does not follow redirects, so configure the collector's own URL",
+                status.as_u16()
+            ));
+        }
+        let start = read_start(response, QUOTED_BODY).await;
         Err(format!(
             "POST {url} answered HTTP {}: {}",
             status.as_u16(),
-            quoted.trim()
+            start.trim().escape_debug()
         ))
     }
+}
+
+/// Reads up to `limit` bytes of a response body and drops the rest.
+async fn read_start(mut response: reqwest::Response, limit: usize) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bytes.truncate(limit);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Joins an error and its sources into one line; the sources name the real

@@ -141,15 +141,24 @@ impl SyslogTarget {
             Some(host) => host.to_string(),
             None => return Err(format!("invalid syslog URL {value:?}: no host; {hint}")),
         };
-        if !matches!(url.path(), "" | "/") || url.query().is_some() || !url.username().is_empty() {
+        if !matches!(url.path(), "" | "/")
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || !url.username().is_empty()
+            || url.password().is_some()
+        {
             return Err(format!(
                 "invalid syslog URL {value:?}: only a host and port are allowed; {hint}"
             ));
         }
+        let port = url.port().unwrap_or(default_port);
+        if port == 0 {
+            return Err(format!("invalid syslog URL {value:?}: port 0; {hint}"));
+        }
         Ok(SyslogTarget {
             transport,
             host,
-            port: url.port().unwrap_or(default_port),
+            port,
         })
     }
 }
@@ -212,6 +221,16 @@ pub fn parse_http_url(value: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(format!(
             "invalid QRadar HTTP Receiver URL {value:?}: expected https://HOST:{QRADAR_HTTP_PORT} or http://HOST:PORT"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "invalid QRadar HTTP Receiver URL {value:?}: credentials in the URL would be logged and are ignored by QRadar, which authenticates senders by client certificate; remove them and set client_cert and client_key"
+        ));
+    }
+    if url.fragment().is_some() || url.port() == Some(0) {
+        return Err(format!(
+            "invalid QRadar HTTP Receiver URL {value:?}: expected https://HOST:{QRADAR_HTTP_PORT} without a fragment or port 0"
         ));
     }
     Ok(url)

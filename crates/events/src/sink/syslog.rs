@@ -112,7 +112,10 @@ impl SyslogSink {
             Connection::Tls(stream) => write_frames(stream.as_mut(), messages, self.timeout).await,
         };
         match result {
-            Ok(()) => Ok(format!("sent to {}", self.target)),
+            Ok(()) => Ok(format!(
+                "sent to {}; syslog gives no receipt, so look for the event at the receiver",
+                self.target
+            )),
             Err(failure) => {
                 self.connection = None;
                 Err(Failure::new(

@@ -130,12 +130,20 @@ impl Spool {
     pub fn open(dir: &Path, max_bytes: u64, identity: IdentityHandle) -> Result<Spool, SpoolError> {
         std::fs::create_dir_all(dir.join(CURSOR_DIR))
             .map_err(SpoolError::io("create directory", dir))?;
-        let id = read_or_create_id(dir)?;
+        let mut id = read_or_create_id(dir)?;
         let segments = recover_segments(dir)?;
         let next_seq = match segments.back() {
             Some(last) => last.first_seq + count_lines(&last.path)?,
             None => 1,
         };
+        if reader::highest_saved_seq(&dir.join(CURSOR_DIR)) > next_seq {
+            // Events a sink already delivered are gone from the newest
+            // segment (a power cut, or files removed by hand). Their
+            // sequence numbers would come again, and receivers that drop
+            // duplicates by eventId would drop the new events.
+            tracing::warn!(path = %dir.display(), "spool lost events that sinks had already sent; starting a new spool ID so event IDs stay unique");
+            id = create_id(dir)?;
+        }
         let total_bytes = segments.iter().map(|segment| segment.len).sum();
         let segment_bytes = (max_bytes / 8).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES);
         let (appended, _) = watch::channel(next_seq);
@@ -267,6 +275,12 @@ fn read_or_create_id(dir: &Path) -> Result<String, SpoolError> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(SpoolError::io("read", &path)(err)),
     }
+    create_id(dir)
+}
+
+/// Writes a new random spool ID.
+fn create_id(dir: &Path) -> Result<String, SpoolError> {
+    let path = dir.join(ID_FILE);
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the OS random source works");
     let id = crate::identity::hex(&bytes);

@@ -22,6 +22,19 @@ pub struct Record {
     pub seq: u64,
     /// The JSON object, without the newline.
     pub json: String,
+    /// The position after the record's line; `None` for a notice.
+    end: Option<Position>,
+}
+
+impl Record {
+    /// Creates a record that is not in the spool, such as a test event.
+    pub(crate) fn detached(json: String) -> Record {
+        Record {
+            seq: 0,
+            json,
+            end: None,
+        }
+    }
 }
 
 /// Events to deliver in order. When the batch starts with an
@@ -31,8 +44,9 @@ pub struct Batch {
     /// The events.
     pub records: Vec<Record>,
     notice: bool,
-    /// The position after each record that came from the spool.
-    ends: Vec<Position>,
+    /// The position after everything the batch read, damaged lines
+    /// included.
+    end: Option<Position>,
 }
 
 impl Batch {
@@ -84,6 +98,9 @@ pub struct SpoolReader {
     /// The open segment file and its first sequence number.
     file: Option<(u64, File)>,
     buf: Vec<u8>,
+    /// Damaged lines before this sequence number are already counted in
+    /// `dropped`, so reading them again does not count them twice.
+    damage_counted_to: u64,
 }
 
 impl SpoolReader {
@@ -115,7 +132,11 @@ impl SpoolReader {
                 Some(cursor) if cursor.position.seq > state.next_seq => {
                     (oldest.unwrap_or(empty), 0, 0)
                 }
-                Some(cursor) => (cursor.position, cursor.dropped, 0),
+                Some(cursor) => (
+                    checked_position(&state, cursor.position, name),
+                    cursor.dropped,
+                    0,
+                ),
                 // A sink added to a running agent gets the events from now
                 // on, not a burst of what other sinks still hold.
                 None => (end, 0, retained),
@@ -140,6 +161,7 @@ impl SpoolReader {
             appended,
             file: None,
             buf: Vec::new(),
+            damage_counted_to: 0,
         };
         if is_new {
             // Saved at once, so a crash before the first delivery does not
@@ -215,11 +237,27 @@ impl SpoolReader {
                 return Ok(self.notice_only());
             };
             if self.position.offset < segment.len {
-                let available = segment.len - self.position.offset;
-                return self.read_segment(&segment, available, max_records, max_bytes);
+                let following = next
+                    .as_ref()
+                    .map_or_else(|| self.shared.lock_state().next_seq, |n| n.first_seq);
+                let batch = self.read_segment(&segment, following, max_records, max_bytes)?;
+                if batch.is_some() {
+                    return Ok(batch);
+                }
+                continue;
             }
             match next {
                 Some(next) => {
+                    if next.first_seq > self.position.seq {
+                        let missing = next.first_seq - self.position.seq;
+                        tracing::warn!(
+                            sink = %self.name,
+                            missing,
+                            path = %segment.path.display(),
+                            "spool events are missing after this segment; reporting them as dropped"
+                        );
+                        self.dropped = self.dropped.saturating_add(missing);
+                    }
                     self.position = Position::start_of(&next);
                     self.file = None;
                 }
@@ -235,7 +273,9 @@ impl SpoolReader {
         let state = self.shared.lock_state();
         let oldest = state.segments.front()?;
         if self.position.seq < oldest.first_seq {
-            self.dropped += oldest.first_seq - self.position.seq;
+            self.dropped = self
+                .dropped
+                .saturating_add(oldest.first_seq - self.position.seq);
             self.position = Position::start_of(oldest);
             self.file = None;
         }
@@ -264,7 +304,7 @@ impl SpoolReader {
         let mut batch = Batch {
             records: Vec::new(),
             notice: false,
-            ends: Vec::new(),
+            end: None,
         };
         self.add_notice(&mut batch);
         (!batch.records.is_empty()).then_some(batch)
@@ -276,7 +316,7 @@ impl SpoolReader {
         }
         let event = AgentEvent::dropped(
             self.dropped,
-            "the spool reached its size limit before this sink could send them",
+            "the spool reached its size limit, or was damaged, before this sink could send them",
         );
         // Stable across restarts: the cursor keeps the position and count.
         let id = format!("{}-dropped-{}", self.shared.id, self.position.seq);
@@ -286,81 +326,120 @@ impl SpoolReader {
         json.pop();
         batch.records.insert(
             0,
-            Record {
-                seq: 0,
-                json: String::from_utf8(json).expect("JSON is UTF-8"),
-            },
+            Record::detached(String::from_utf8(json).expect("JSON is UTF-8")),
         );
         batch.notice = true;
     }
 
+    /// Reads whole lines from `segment` at the reader's position. Damaged
+    /// lines (not UTF-8, not a JSON object) are skipped and counted as
+    /// dropped. Returns `None` after skipping the damaged rest of a
+    /// segment; `following` is the sequence number after the segment.
     fn read_segment(
         &mut self,
         segment: &Segment,
-        available: u64,
+        following: u64,
         max_records: usize,
         max_bytes: usize,
     ) -> io::Result<Option<Batch>> {
-        let file = match &mut self.file {
-            Some((first, file)) if *first == segment.first_seq => file,
-            _ => {
-                let file = File::open(&segment.path)?;
-                &mut self.file.insert((segment.first_seq, file)).1
-            }
-        };
-        file.seek(SeekFrom::Start(self.position.offset))?;
-        // Read at least one whole line, however long.
-        let mut want = (max_bytes as u64).min(available);
-        loop {
-            self.buf.clear();
-            file.by_ref().take(want).read_to_end(&mut self.buf)?;
-            if self.buf.contains(&b'\n') || want >= available {
-                break;
-            }
-            want = (want * 2).min(available);
-            file.seek(SeekFrom::Start(self.position.offset))?;
-        }
+        let available = segment.len - self.position.offset;
+        self.fill_buffer(segment, available, max_bytes)?;
         let mut batch = Batch {
             records: Vec::new(),
             notice: false,
-            ends: Vec::new(),
+            end: None,
         };
         let mut position = self.position;
         let mut start = 0;
+        let mut damaged = 0u64;
         while let Some(len) = self.buf[start..].iter().position(|&b| b == b'\n') {
             let line = &self.buf[start..start + len];
             start += len + 1;
             position.offset += len as u64 + 1;
             let seq = position.seq;
             position.seq += 1;
-            match std::str::from_utf8(line) {
-                Ok(json) => batch.records.push(Record {
+            batch.end = Some(position);
+            match whole_event(line) {
+                Some(json) => batch.records.push(Record {
                     seq,
                     json: json.to_owned(),
+                    end: Some(position),
                 }),
-                Err(_) => tracing::error!(
-                    seq,
-                    path = %segment.path.display(),
-                    "spooled event is not UTF-8; skipping it"
-                ),
+                None if seq >= self.damage_counted_to => {
+                    damaged += 1;
+                    self.damage_counted_to = seq + 1;
+                }
+                None => {}
             }
-            batch.ends.push(position);
-            if batch.ends.len() >= max_records {
+            if batch.records.len() >= max_records {
                 break;
             }
         }
-        if batch.ends.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "spool segment {} has no line end after offset {}",
-                    segment.path.display(),
-                    self.position.offset
-                ),
-            ));
+        if damaged > 0 {
+            tracing::warn!(
+                sink = %self.name,
+                damaged,
+                path = %segment.path.display(),
+                "skipping damaged spool lines; reporting them as dropped"
+            );
+            self.dropped = self.dropped.saturating_add(damaged);
+        }
+        if batch.end.is_none() {
+            // No line end in the rest of the segment: the file was cut or
+            // changed outside webwarden. Skip to what follows it.
+            let missing = following.saturating_sub(self.position.seq);
+            tracing::warn!(
+                sink = %self.name,
+                path = %segment.path.display(),
+                offset = self.position.offset,
+                missing,
+                "spool segment ends in a partial line; skipping it and reporting its events as dropped"
+            );
+            self.dropped = self.dropped.saturating_add(missing);
+            self.position = Position {
+                segment: segment.first_seq,
+                offset: segment.len,
+                seq: following,
+            };
+            self.damage_counted_to = following;
+            return Ok(None);
         }
         self.add_notice(&mut batch);
         Ok(Some(batch))
+    }
+
+    /// Reads from the reader's position into the buffer: at least one whole
+    /// line, however long, or all of `available`.
+    fn fill_buffer(
+        &mut self,
+        segment: &Segment,
+        available: u64,
+        max_bytes: usize,
+    ) -> io::Result<()> {
+        let with_path = |err: io::Error| {
+            io::Error::new(err.kind(), format!("{}: {err}", segment.path.display()))
+        };
+        let file = match &mut self.file {
+            Some((first, file)) if *first == segment.first_seq => file,
+            _ => {
+                let file = File::open(&segment.path).map_err(with_path)?;
+                &mut self.file.insert((segment.first_seq, file)).1
+            }
+        };
+        let mut want = (max_bytes as u64).min(available);
+        loop {
+            file.seek(SeekFrom::Start(self.position.offset))
+                .map_err(with_path)?;
+            self.buf.clear();
+            file.by_ref()
+                .take(want)
+                .read_to_end(&mut self.buf)
+                .map_err(with_path)?;
+            if self.buf.contains(&b'\n') || want >= available {
+                return Ok(());
+            }
+            want = (want * 2).min(available);
+        }
     }
 
     /// Saves the position after the first `delivered` records of `batch`
@@ -372,17 +451,20 @@ impl SpoolReader {
     /// then kept in memory only, so events may be sent again after a
     /// restart.
     pub fn commit(&mut self, batch: &Batch, delivered: usize) -> io::Result<()> {
-        let mut spooled = delivered;
-        if batch.notice && delivered > 0 {
+        let notice_delivered = batch.notice && delivered > 0;
+        if notice_delivered {
             self.dropped = 0;
-            spooled -= 1;
         }
-        // Records skipped as unreadable still advance the position.
-        if spooled > 0 {
-            let last = spooled.min(batch.ends.len()) - 1;
-            self.position = batch.ends[last];
-        } else if !(batch.notice && delivered > 0) {
-            return Ok(());
+        // A whole batch also passes the damaged lines after its last record.
+        let end = if delivered >= batch.records.len() {
+            batch.end
+        } else {
+            batch.records[..delivered].iter().rev().find_map(|r| r.end)
+        };
+        match end {
+            Some(end) => self.position = end,
+            None if notice_delivered => {}
+            None => return Ok(()),
         }
         self.progress
             .committed
@@ -402,6 +484,64 @@ impl SpoolReader {
         let text = serde_json::to_vec(&cursor).expect("cursor serializes");
         write_atomically(&self.cursor_path, &text)
     }
+}
+
+/// Returns a saved position, or the start of its segment when the
+/// position is not at a line start inside the segment: a power cut can
+/// keep a cursor file whose segment lost its last lines.
+fn checked_position(state: &super::State, position: Position, sink: &str) -> Position {
+    let Some(segment) = state
+        .segments
+        .iter()
+        .find(|segment| segment.first_seq == position.segment)
+    else {
+        return position;
+    };
+    let at_line_start = position.offset == 0
+        || (position.offset <= segment.len
+            && byte_before(&segment.path, position.offset).ok() == Some(b'\n'));
+    if at_line_start {
+        return position;
+    }
+    tracing::warn!(
+        sink,
+        path = %segment.path.display(),
+        offset = position.offset,
+        "saved spool position is not at the start of an event; sending the segment again from its start"
+    );
+    Position::start_of(segment)
+}
+
+fn byte_before(path: &std::path::Path, offset: u64) -> io::Result<u8> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset - 1))?;
+    let mut byte = [0u8; 1];
+    file.read_exact(&mut byte)?;
+    Ok(byte[0])
+}
+
+/// Returns the highest sequence number any saved cursor in `dir` has
+/// reached, or 0.
+pub(super) fn highest_saved_seq(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|entry| std::fs::read(entry.ok()?.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Cursor>(&bytes).ok())
+        .map(|cursor| cursor.position.seq)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Returns the line as text when it is a whole JSON object.
+fn whole_event(line: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(line).ok()?;
+    if !text.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+    Some(text)
 }
 
 /// Reads a sink's pending count without its reader.

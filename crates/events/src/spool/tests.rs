@@ -310,3 +310,140 @@ async fn new_sink_starts_after_spooled_events() {
     let mut old = spool.reader("old").unwrap();
     assert_eq!(read_all(&mut old).await.len(), 7);
 }
+
+/// Returns the segment files in order.
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Fills a spool of small segments with `count` events for one sink,
+/// closes it, damages it with `damage`, reopens it and reads everything.
+async fn read_after_damage(
+    count: usize,
+    damage: impl FnOnce(&std::path::Path),
+) -> (Vec<Value>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let spool = Spool::open(dir.path(), 64 * 1024, identity()).unwrap();
+        spool.reader("sink").unwrap();
+        for round in 0..count / 10 {
+            append_for_test(&spool, &events(10, &format!("r{round}"))).unwrap();
+        }
+    }
+    damage(dir.path());
+    let spool = Spool::open(dir.path(), 64 * 1024, identity()).unwrap();
+    let mut reader = spool.reader("sink").unwrap();
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), read_all(&mut reader))
+        .await
+        .expect("reading a damaged spool finishes");
+    drop(spool);
+    (seen, dir)
+}
+
+fn dropped_count(seen: &[Value]) -> u64 {
+    seen.iter()
+        .filter(|v| v["eventName"] == crate::EVENTS_DROPPED_EVENT_NAME)
+        .map(|v| v["dropped"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn damaged_lines_are_skipped_and_reported() {
+    let (seen, _dir) = read_after_damage(100, |dir| {
+        let first = &segments(dir)[0];
+        let mut bytes = std::fs::read(first).unwrap();
+        // One line with a byte that is not UTF-8, one that is not JSON.
+        let at = bytes.iter().position(|&b| b == b'h').unwrap();
+        bytes[at] = 0xff;
+        let second_line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        bytes[second_line] = b'[';
+        std::fs::write(first, bytes).unwrap();
+    })
+    .await;
+    assert_eq!(messages(&seen).len(), 98);
+    assert_eq!(dropped_count(&seen), 2);
+}
+
+#[tokio::test]
+async fn cut_older_segment_is_skipped_and_reported() {
+    let (seen, _dir) = read_after_damage(200, |dir| {
+        let all = segments(dir);
+        assert!(all.len() >= 3, "{all:?}");
+        let middle = &all[1];
+        let len = std::fs::metadata(middle).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(middle)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+    })
+    .await;
+    let delivered = messages(&seen).len() as u64;
+    assert!(delivered < 200);
+    assert_eq!(delivered + dropped_count(&seen), 200);
+}
+
+#[tokio::test]
+async fn deleted_middle_segment_is_reported() {
+    let (seen, _dir) = read_after_damage(200, |dir| {
+        std::fs::remove_file(&segments(dir)[1]).unwrap();
+    })
+    .await;
+    let delivered = messages(&seen).len() as u64;
+    assert!(delivered < 200);
+    assert_eq!(delivered + dropped_count(&seen), 200);
+}
+
+#[tokio::test]
+async fn cursor_inside_a_line_rewinds_to_segment_start() {
+    let (seen, _dir) = read_after_damage(20, |dir| {
+        let cursor = std::fs::read_dir(dir.join(CURSOR_DIR))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut saved: Value = serde_json::from_slice(&std::fs::read(&cursor).unwrap()).unwrap();
+        saved["offset"] = 100.into();
+        saved["seq"] = 5.into();
+        std::fs::write(&cursor, saved.to_string()).unwrap();
+    })
+    .await;
+    // Sent again from the start rather than from half a line.
+    assert_eq!(messages(&seen).len(), 20);
+    assert!(seen.iter().all(|v| v["eventId"].is_string()));
+}
+
+#[tokio::test]
+async fn lost_tail_of_sent_events_gets_new_spool_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_id;
+    {
+        let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+        let mut reader = spool.reader("sink").unwrap();
+        append_for_test(&spool, &events(10, "sent")).unwrap();
+        read_all(&mut reader).await;
+        first_id = spool.id().to_owned();
+    }
+    // A power cut loses the last five lines, which the sink had sent.
+    let segment = &segments(dir.path())[0];
+    let text = std::fs::read_to_string(segment).unwrap();
+    let kept: Vec<&str> = text.lines().take(5).collect();
+    std::fs::write(segment, format!("{}\n", kept.join("\n"))).unwrap();
+
+    let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES, identity()).unwrap();
+    assert_eq!(spool.next_seq(), 6);
+    assert_ne!(spool.id(), first_id, "event IDs would repeat");
+    let mut reader = spool.reader("sink").unwrap();
+    append_for_test(&spool, &events(1, "new")).unwrap();
+    let seen = read_all(&mut reader).await;
+    let new = seen.iter().find(|v| v["message"] == "new 0").unwrap();
+    assert_eq!(new["eventId"], format!("{}-6", spool.id()));
+}

@@ -15,6 +15,9 @@ use crate::{AgentEvent, EventReceiver, SiemEvent};
 /// The maximum events written in one system call.
 const MAX_BATCH: usize = 4096;
 
+/// How often failed spool writes are logged while they keep failing.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How long the writer waits for an event before it checks for a stop.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -55,6 +58,8 @@ pub(crate) fn spawn_writer(spool: &Spool, events: EventReceiver) -> io::Result<W
         reported_drops: 0,
         write_losses: 0,
         force_roll: false,
+        failing_since: None,
+        last_failure_log: None,
     };
     let thread_stop = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
@@ -78,6 +83,10 @@ pub(super) struct Writer {
     write_losses: u64,
     /// Set after a failed write: the next append starts a new segment.
     force_roll: bool,
+    /// When spool writes started failing, for the log.
+    failing_since: Option<Instant>,
+    /// When a failed write was last logged.
+    last_failure_log: Option<Instant>,
 }
 
 impl Writer {
@@ -105,9 +114,8 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.report_queue_losses(events, &mut batch);
-            if !batch.is_empty() {
-                self.append_logged(&batch);
+            if !batch.is_empty() || self.has_unreported_losses(events) {
+                self.append_with_loss_reports(events, &mut batch);
                 batch.clear();
             }
             if self.unsynced && last_sync.elapsed() >= SYNC_INTERVAL {
@@ -115,32 +123,56 @@ impl Writer {
                 last_sync = Instant::now();
             }
         }
-        self.report_queue_losses(events, &mut batch);
-        if !batch.is_empty() {
-            self.append_logged(&batch);
+        if !batch.is_empty() || self.has_unreported_losses(events) {
+            self.append_with_loss_reports(events, &mut batch);
         }
         self.sync();
     }
 
-    /// Adds an `EventsDropped` event for queue losses not yet reported.
-    fn report_queue_losses(&mut self, events: &EventReceiver, batch: &mut Vec<SiemEvent>) {
-        let dropped = events.dropped.load(Ordering::Relaxed);
-        if dropped > self.reported_drops {
-            let lost = dropped - self.reported_drops;
-            self.reported_drops = dropped;
-            batch.push(AgentEvent::dropped(lost, "the event queue in memory was full").into());
-        }
-        if self.write_losses > 0 {
-            let lost = std::mem::take(&mut self.write_losses);
-            batch.push(AgentEvent::dropped(lost, "writing the spool failed").into());
-        }
+    fn has_unreported_losses(&self, events: &EventReceiver) -> bool {
+        self.write_losses > 0 || events.dropped.load(Ordering::Relaxed) > self.reported_drops
     }
 
-    fn append_logged(&mut self, batch: &[SiemEvent]) {
-        if let Err(err) = self.append(batch) {
-            tracing::error!(error = %err, events = batch.len(), "failed to write events to the spool; they are lost and reported as dropped");
-            self.write_losses += batch.len() as u64;
-            self.discard_partial_write();
+    /// Appends the batch with an `EventsDropped` event for each kind of loss
+    /// not yet reported. A loss counts as reported only once its event is
+    /// written; when the write fails, the batch's own events join the count.
+    fn append_with_loss_reports(&mut self, events: &EventReceiver, batch: &mut Vec<SiemEvent>) {
+        let own_events = batch.len() as u64;
+        let queue_dropped = events.dropped.load(Ordering::Relaxed);
+        let queue_lost = queue_dropped - self.reported_drops;
+        if queue_lost > 0 {
+            batch
+                .push(AgentEvent::dropped(queue_lost, "the event queue in memory was full").into());
+        }
+        let write_lost = self.write_losses;
+        if write_lost > 0 {
+            batch.push(AgentEvent::dropped(write_lost, "writing the spool failed").into());
+        }
+        match self.append(batch) {
+            Ok(()) => {
+                self.reported_drops = queue_dropped;
+                self.write_losses -= write_lost;
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(
+                        failed_for = ?Duration::from_secs(since.elapsed().as_secs()),
+                        lost = write_lost,
+                        "spool writes work again"
+                    );
+                }
+            }
+            Err(err) => {
+                self.write_losses += own_events;
+                let now = Instant::now();
+                let quiet = self
+                    .last_failure_log
+                    .is_some_and(|at| now - at < FAILURE_LOG_INTERVAL);
+                if !quiet {
+                    tracing::error!(error = %err, lost = self.write_losses, "failed to write events to the spool; they are lost and reported as dropped once a write succeeds");
+                    self.last_failure_log = Some(now);
+                }
+                self.failing_since.get_or_insert(now);
+                self.discard_partial_write();
+            }
         }
     }
 
@@ -297,6 +329,8 @@ impl Writer {
             reported_drops: 0,
             write_losses: 0,
             force_roll: false,
+            failing_since: None,
+            last_failure_log: None,
         }
     }
 
