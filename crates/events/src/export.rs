@@ -15,8 +15,8 @@ use crate::{event_channel, AgentEvent, EventSender, Identity, IdentityHandle, Si
 /// Bytes read from the spool for one delivery, about.
 const BATCH_BYTES: usize = 1024 * 1024;
 
-/// How long a sink waits after delivering a part-full batch, so that at
-/// low rates it sends a few batches a second instead of one per event.
+/// How long a sink waits after delivering a small batch, so that at low
+/// rates it sends a few batches a second instead of one per event.
 const LINGER: Duration = Duration::from_millis(100);
 
 /// The exporter's settings.
@@ -346,7 +346,10 @@ async fn deliver_forever(
         match failure {
             None => {
                 backoff.reset();
-                if batch.records.len() < sink.batch_limit() {
+                // A small batch means the sink has caught up with a slow
+                // trickle of events: wait for more rather than pay a
+                // delivery and a position write per event.
+                if batch.records.len() < sink.batch_limit() / 4 {
                     linger(&mut stop).await;
                 }
             }
