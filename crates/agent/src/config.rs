@@ -16,7 +16,7 @@ use webwarden_proxy::InspectionMode;
 use crate::lists::ListSpec;
 
 /// The configuration file's contents.
-#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// Proxy listen address, a loopback address and port.
@@ -43,6 +43,37 @@ pub struct FileConfig {
     /// Where events go, besides `events_file`.
     #[serde(default)]
     pub siem: Vec<SiemEntry>,
+    /// How downloaded and local lists are refreshed and checked.
+    #[serde(default)]
+    pub updates: UpdatesSection,
+}
+
+/// The `[updates]` table.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatesSection {
+    /// Seconds between checks, before 20% jitter either way (default 900).
+    pub refresh_seconds: Option<u64>,
+    /// Bound on one download, in seconds (default 30).
+    pub timeout_seconds: Option<u64>,
+    /// Largest accepted list in bytes (default 64 MiB).
+    pub max_bytes: Option<u64>,
+    /// A new copy with fewer rules than this fraction of the last good one
+    /// is rejected (default 0.5).
+    pub min_fraction: Option<f64>,
+    /// Accept the next copy however much it shrank.
+    #[serde(default)]
+    pub allow_shrink: bool,
+    /// Minisign public key; when set, lists must carry a valid signature.
+    pub public_key: Option<String>,
+    /// Allow `http://` lists on hosts other than loopback.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Seconds after which a list not confirmed current is reported stale
+    /// (default 86400).
+    pub stale_after_seconds: Option<u64>,
+    /// PEM roots trusted for list servers besides the OS store.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The `[spool]` table: the on-disk event queue and its retry timing.

@@ -26,12 +26,15 @@ const OPTION_KEYS: [&str; 4] = ["path", "format", "category", "action"];
 /// The `--list` value that names the built-in default list.
 pub const BUILTIN: &str = "builtin";
 
-/// One `--list` value: `builtin`, a path, or `key=value` pairs separated by
-/// commas with the keys `path`, `format`, `category` and `action`.
+/// One `--list` value: `builtin`, a path, an `https://` URL, or
+/// `key=value` pairs separated by commas with the keys `path`, `format`,
+/// `category` and `action` (`path` may be a URL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListSpec {
-    /// The list file, or `None` for the built-in list.
+    /// The list file; `None` with no URL is the built-in list.
     pub path: Option<PathBuf>,
+    /// The list's URL, for a list that `webwarden run` downloads.
+    pub url: Option<url::Url>,
     /// How to read it.
     pub options: SourceOptions,
 }
@@ -41,7 +44,36 @@ impl ListSpec {
     pub fn builtin() -> ListSpec {
         ListSpec {
             path: None,
+            url: None,
             options: SourceOptions::default(),
+        }
+    }
+
+    /// Returns the spec of a path or URL value, without options.
+    fn location(value: &str, options: SourceOptions) -> Result<ListSpec, String> {
+        let lower = value.trim_start().to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            let url = url::Url::parse(value.trim())
+                .map_err(|err| format!("invalid list URL {value:?}: {err}"))?;
+            return Ok(ListSpec {
+                path: None,
+                url: Some(url),
+                options,
+            });
+        }
+        Ok(ListSpec {
+            path: Some(PathBuf::from(value)),
+            url: None,
+            options,
+        })
+    }
+
+    /// Returns how reports name the list: its path, URL or the built-in name.
+    pub fn name(&self) -> String {
+        match (&self.url, &self.path) {
+            (Some(url), _) => url.to_string(),
+            (None, Some(path)) => path.display().to_string(),
+            (None, None) => DEFAULT_LIST_NAME.to_owned(),
         }
     }
 }
@@ -61,10 +93,7 @@ impl FromStr for ListSpec {
             .next()
             .and_then(|pair| pair.split_once('='));
         if !first_key.is_some_and(|(key, _)| OPTION_KEYS.contains(&key.trim())) {
-            return Ok(ListSpec {
-                path: Some(PathBuf::from(value)),
-                options: SourceOptions::default(),
-            });
+            return ListSpec::location(value, SourceOptions::default());
         }
         parse_options(value)
     }
@@ -139,11 +168,8 @@ fn parse_options(value: &str) -> Result<ListSpec, String> {
             }
         }
     }
-    let path = path.ok_or("missing path= in list options")?;
-    Ok(ListSpec {
-        path: Some(path),
-        options,
-    })
+    let path: PathBuf = path.ok_or("missing path= in list options")?;
+    ListSpec::location(&path.to_string_lossy(), options)
 }
 
 /// Loads the given lists, or the built-in list when there are none.
@@ -156,6 +182,11 @@ fn parse_options(value: &str) -> Result<ListSpec, String> {
 pub fn load(specs: &[ListSpec], strict: bool) -> Result<Policy, CliError> {
     let mut builder = PolicyBuilder::new().strict(strict);
     for spec in or_builtin(specs).iter() {
+        if let Some(url) = &spec.url {
+            return Err(CliError::Usage(anyhow!(
+                "the list {url} is a URL, which only `webwarden run` downloads; download it and pass the file's path"
+            )));
+        }
         match &spec.path {
             None => {
                 builder.add_text(DEFAULT_LIST_NAME, DEFAULT_LIST, &spec.options);

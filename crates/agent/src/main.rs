@@ -5,6 +5,7 @@
 //! - `webwarden list stats`: reports what list files contain and cost.
 //! - `webwarden ca export`: prints the root CA certificate.
 //! - `webwarden siem test`: sends a test event to each SIEM sink.
+//! - `webwarden status`: shows the running agent's lists and sinks.
 
 use std::process::ExitCode;
 
@@ -18,7 +19,11 @@ mod lists;
 mod logging;
 mod run;
 mod siem;
+mod sign_cmd;
+mod signing;
 mod stats;
+mod status;
+mod updates;
 
 use lists::ListSpec;
 
@@ -49,12 +54,23 @@ enum Command {
     /// Work with the SIEM export.
     #[command(subcommand)]
     Siem(siem::SiemCommand),
+    /// Show whether the agent runs, its lists' versions and age, and each
+    /// SIEM sink's backlog.
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum ListCommand {
     /// Print rule counts by kind and category, bad rows, load time and memory.
     Stats(stats::StatsArgs),
+    /// Generate the key pair that signs the central list: a secret key for
+    /// the administrator and a public key for the agents.
+    Keygen(sign_cmd::KeygenArgs),
+    /// Sign a list file, writing the minisign signature to LIST.minisig.
+    Sign(sign_cmd::SignArgs),
+    /// Verify a list file against its signature and print the trusted
+    /// comment. Exits with 1 when the signature does not verify.
+    Verify(sign_cmd::VerifyArgs),
 }
 
 /// The list options shared by commands that load lists.
@@ -100,7 +116,11 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Ca(command) => ca_cmd::run(&command),
         Command::Siem(command) => siem::run(&command),
+        Command::Status(args) => status::run(&args),
         Command::List(ListCommand::Stats(args)) => stats::run(&args),
+        Command::List(ListCommand::Keygen(args)) => sign_cmd::run_keygen(&args),
+        Command::List(ListCommand::Sign(args)) => sign_cmd::run_sign(&args),
+        Command::List(ListCommand::Verify(args)) => sign_cmd::run_verify(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,5 @@
-//! `webwarden run`: loads the lists and the CA, starts the proxy and the
-//! event sink, and runs until SIGINT or SIGTERM.
+//! `webwarden run`: loads the lists and the CA, starts the proxy, the
+//! event export and the list updater, and runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::anyhow;
-use arc_swap::ArcSwap;
 use clap::Args;
 use webwarden_proxy::{InspectionMode, LocalCa, ProxySettings};
 
 use crate::siem::SinkArgs;
+use crate::status::StatusWriter;
+use crate::updates::{self, ListSet};
 use crate::{config, lists, siem, CliError, ListSpec};
 
 /// How long sinks may take to deliver pending events at shutdown; the rest
@@ -34,6 +35,10 @@ pub struct RunArgs {
     /// Reject lists with any bad row.
     #[arg(long)]
     strict: bool,
+    /// Seconds between list checks, before 20% jitter either way
+    /// [default: [updates] refresh_seconds, else 900].
+    #[arg(long, value_name = "SECONDS")]
+    list_refresh: Option<u64>,
     /// Directory for the CA and other state.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -68,18 +73,19 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     } else {
         args.lists.clone()
     };
-    let policy = load_policy(&specs, args.strict)?;
-
+    let update_settings = updates::settings(&file.updates, args.list_refresh, args.strict)
+        .map_err(|err| CliError::Usage(err.context("invalid [updates] settings")))?;
     let settings = settings(args, &file).map_err(CliError::Usage)?;
     // The SIEM settings are checked before the CA is made, so a mistake
     // there leaves nothing behind.
-    let (exporter, events) = siem::start_export(
-        &args.sinks,
-        &file,
-        config_path.as_deref(),
-        &data_dir,
-        &specs,
-    )?;
+    let (exporter, events, identity) =
+        siem::start_export(&args.sinks, &file, config_path.as_deref(), &data_dir)?;
+    let lists = ListSet::open(&specs, update_settings, &data_dir, &events)
+        .await
+        .map_err(CliError::Usage)?;
+    log_policy(&lists);
+    identity.set_list_version(lists.version());
+    siem::log_identity(&identity);
 
     let (ca, created) = LocalCa::load_or_create(&data_dir)
         .map_err(|err| CliError::Failed(anyhow::Error::new(err)))?;
@@ -95,17 +101,33 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|err| CliError::Usage(err.into()))?;
     let local = listener.local_addr()?;
+
+    let status = StatusWriter::new(&data_dir, local.to_string(), exporter.status_handle());
+    status.set_lists(lists.version(), lists.status());
+    let status_task = tokio::spawn(status.clone().run());
+    let policy = lists.policy();
+    let (stop_updates, stop_updates_rx) = tokio::sync::watch::channel(false);
+    let updater_status = status.clone();
+    let updater = tokio::spawn(lists.run(
+        events.clone(),
+        identity,
+        stop_updates_rx,
+        move |lists| updater_status.set_lists(lists.version(), lists.status()),
+    ));
     tracing::info!(addr = %local, "proxy listening on {local}");
 
     let served = webwarden_proxy::serve(
         listener,
         Arc::new(ca),
-        Arc::new(ArcSwap::from_pointee(policy)),
+        policy,
         events,
         settings,
         shutdown_signal(),
     )
     .await;
+    stop_updates.send_replace(true);
+    let _ = updater.await;
+    status_task.abort();
     exporter.shutdown(SHUTDOWN_GRACE).await;
     if let Err(err) = served {
         tracing::error!(error = %err, "proxy stopped with an error");
@@ -115,10 +137,10 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_policy(specs: &[ListSpec], strict: bool) -> Result<webwarden_policy::Policy, CliError> {
-    let policy = lists::load(specs, strict)?;
+/// Logs each loaded list and prints the bad rows as warnings.
+fn log_policy(lists: &ListSet) {
+    let policy = lists.policy().load_full();
     lists::print_bad_rows(policy.bad_rows(), policy.bad_row_count(), "warning");
-    let counts = policy.rule_counts();
     for source in policy.sources() {
         tracing::info!(
             list = %source.name,
@@ -128,10 +150,9 @@ fn load_policy(specs: &[ListSpec], strict: bool) -> Result<webwarden_policy::Pol
             "loaded list"
         );
     }
-    if counts.total() == 0 {
+    if policy.rule_counts().total() == 0 {
         tracing::warn!("the loaded lists contain no rules, so nothing is blocked");
     }
-    Ok(policy)
 }
 
 fn settings(args: &RunArgs, file: &config::FileConfig) -> anyhow::Result<ProxySettings> {

@@ -13,7 +13,7 @@ use webwarden_events::{
 };
 
 use crate::config::{self, FileConfig, SiemEntry};
-use crate::{lists, CliError, ListSpec};
+use crate::{lists, CliError};
 
 /// Events held in memory before the spool writer takes them.
 const EVENT_QUEUE: usize = 100_000;
@@ -256,7 +256,7 @@ pub fn export_config(
 }
 
 /// Checks the sinks and spool settings, opens the spool and starts the
-/// exporter for `webwarden run`, logging the identity and each sink.
+/// exporter for `webwarden run`, logging each sink.
 ///
 /// # Errors
 ///
@@ -266,24 +266,13 @@ pub fn start_export(
     file: &FileConfig,
     config_path: Option<&Path>,
     data_dir: &Path,
-    specs: &[ListSpec],
-) -> Result<(Exporter, EventSender), CliError> {
+) -> Result<(Exporter, EventSender, IdentityHandle), CliError> {
     let sinks = sink_configs(args, file, config_path, Some(data_dir.join("events.jsonl")))
         .map_err(CliError::Usage)?;
     let export = export_config(file, data_dir, sinks).map_err(|err| in_file(err, config_path))?;
     let identity = IdentityHandle::new(Identity::detect(env!("CARGO_PKG_VERSION"), data_dir));
-    identity.set_list_version(&lists::version(specs).map_err(CliError::Failed)?);
     let (exporter, events) = Exporter::start(&export, identity.clone())
         .map_err(|err| CliError::Usage(anyhow::Error::new(err)))?;
-
-    let stamp = identity.get();
-    tracing::info!(
-        host = %stamp.host_name,
-        machine_id = %stamp.machine_id,
-        user = %stamp.user_name,
-        list_version = %stamp.list_version,
-        "events carry this identity"
-    );
     tracing::info!(
         path = %exporter.spool().dir().display(),
         bytes = exporter.spool().bytes(),
@@ -292,7 +281,19 @@ pub fn start_export(
     for status in exporter.status() {
         tracing::info!(sink = %status.name, pending = status.pending, "exporting events");
     }
-    Ok((exporter, events))
+    Ok((exporter, events, identity))
+}
+
+/// Logs the identity that events carry.
+pub fn log_identity(identity: &IdentityHandle) {
+    let stamp = identity.get();
+    tracing::info!(
+        host = %stamp.host_name,
+        machine_id = %stamp.machine_id,
+        user = %stamp.user_name,
+        list_version = %stamp.list_version,
+        "events carry this identity"
+    );
 }
 
 /// Adds the configuration file's name to an error about its settings.

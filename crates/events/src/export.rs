@@ -165,6 +165,19 @@ impl Monitor {
     }
 }
 
+/// Reads the sinks' state without the exporter.
+#[derive(Debug, Clone)]
+pub struct StatusHandle {
+    monitors: Vec<Arc<Monitor>>,
+}
+
+impl StatusHandle {
+    /// Returns each sink's state.
+    pub fn status(&self) -> Vec<SinkStatus> {
+        self.monitors.iter().map(|m| m.snapshot()).collect()
+    }
+}
+
 /// The running exporter.
 #[derive(Debug)]
 pub struct Exporter {
@@ -263,6 +276,13 @@ impl Exporter {
     /// Returns each sink's state.
     pub fn status(&self) -> Vec<SinkStatus> {
         self.monitors.iter().map(|m| m.snapshot()).collect()
+    }
+
+    /// Returns a handle that reads the sinks' state from another task.
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle {
+            monitors: self.monitors.clone(),
+        }
     }
 
     /// Writes the queued events to the spool, gives the sinks up to `grace`

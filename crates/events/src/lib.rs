@@ -27,7 +27,9 @@ pub use event::{
     AgentEvent, Event, EventCategory, SiemEvent, ALLOWED_EVENT_NAME, EVENTS_DROPPED_EVENT_NAME,
     SIEM_TEST_EVENT_NAME,
 };
-pub use export::{check_sink, test_sink, ExportConfig, Exporter, RetryPolicy, SinkStatus};
+pub use export::{
+    check_sink, test_sink, ExportConfig, Exporter, RetryPolicy, SinkStatus, StatusHandle,
+};
 pub use identity::{app_specific_id, Identity, IdentityHandle};
 pub use sink::{
     error_chain, parse_http_url, SinkConfig, SinkError, SyslogTarget, SyslogTransport,

@@ -186,18 +186,20 @@ impl Webwarden {
         options: &ProxyOptions<'_>,
         extra_args: &[std::ffi::OsString],
     ) -> Webwarden {
-        let list = dir.path().join("list.csv");
-        std::fs::write(&list, options.list).expect("write list");
-
         let mut command = Command::new(env!("CARGO_BIN_EXE_webwarden"));
         command
             .arg("run")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--list")
-            .arg(&list)
+            .arg(dir.path().join("data"));
+        // An empty list means the lists come from `extra_args`.
+        if !options.list.is_empty() {
+            let list = dir.path().join("list.csv");
+            std::fs::write(&list, options.list).expect("write list");
+            command.arg("--list").arg(&list);
+        }
+        command
             .arg("--inspection")
             .arg(options.inspection)
             .args(extra_args);

@@ -1,0 +1,297 @@
+//! The status file of a running agent and `webwarden status`, which reads
+//! it.
+//!
+//! `webwarden run` rewrites `DATA_DIR/status.json` every few seconds and
+//! after each list check, so the file's age shows whether the agent runs.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use webwarden_events::{Event, StatusHandle};
+
+use crate::updates::ListStatus;
+use crate::{config, CliError};
+
+/// The status file's name in the data directory.
+pub const STATUS_FILE: &str = "status.json";
+
+/// How often the running agent rewrites the status file.
+pub const WRITE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A status file older than this means the agent is not running.
+const FRESH_FOR: Duration = Duration::from_secs(30);
+
+/// What the status file holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// The agent's process ID.
+    pub pid: u32,
+    /// The proxy's listen address.
+    pub listen: String,
+    /// When the agent started, RFC 3339.
+    pub started_at: String,
+    /// When this file was written, RFC 3339.
+    pub updated_at: String,
+    /// The version of the lists in use.
+    pub list_version: String,
+    /// Each list.
+    pub lists: Vec<ListView>,
+    /// Each SIEM sink.
+    pub sinks: Vec<SinkView>,
+}
+
+/// One list in the status file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListView {
+    /// The path, URL or built-in name.
+    pub source: String,
+    /// SHA-256 of the copy in use.
+    pub sha256: String,
+    /// Rules of the copy in use.
+    pub rules: usize,
+    /// When the copy in use was loaded.
+    pub loaded_at: Option<String>,
+    /// When the source last confirmed the copy is current.
+    pub checked_at: Option<String>,
+    /// The last failed check.
+    pub last_error: Option<String>,
+    /// Not confirmed current within the stale limit.
+    pub stale: bool,
+}
+
+/// One sink in the status file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkView {
+    /// The sink's name.
+    pub name: String,
+    /// Spooled events it has not delivered.
+    pub pending: u64,
+    /// False after a failed delivery, until one succeeds.
+    pub healthy: bool,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+impl From<ListStatus> for ListView {
+    fn from(status: ListStatus) -> ListView {
+        ListView {
+            source: status.source,
+            sha256: status.sha256,
+            rules: status.rules,
+            loaded_at: status.loaded_at,
+            checked_at: status.checked_at,
+            last_error: status.last_error,
+            stale: status.stale,
+        }
+    }
+}
+
+/// Keeps the status of a running agent and writes it to the status file.
+#[derive(Debug, Clone)]
+pub struct StatusWriter {
+    path: PathBuf,
+    status: Arc<Mutex<AgentStatus>>,
+    sinks: StatusHandle,
+}
+
+impl StatusWriter {
+    /// Creates the writer for `data_dir`.
+    pub fn new(data_dir: &Path, listen: String, sinks: StatusHandle) -> StatusWriter {
+        let status = AgentStatus {
+            pid: std::process::id(),
+            listen,
+            started_at: now_text(),
+            ..AgentStatus::default()
+        };
+        StatusWriter {
+            path: data_dir.join(STATUS_FILE),
+            status: Arc::new(Mutex::new(status)),
+            sinks,
+        }
+    }
+
+    /// Records the lists' state and writes the file.
+    pub fn set_lists(&self, version: &str, lists: Vec<ListStatus>) {
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.list_version = version.to_owned();
+            status.lists = lists.into_iter().map(ListView::from).collect();
+        }
+        self.write();
+    }
+
+    /// Refreshes the sinks' state and writes the file.
+    pub fn write(&self) {
+        let text = {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.updated_at = now_text();
+            status.sinks = self
+                .sinks
+                .status()
+                .into_iter()
+                .map(|sink| SinkView {
+                    name: sink.name,
+                    pending: sink.pending,
+                    healthy: sink.healthy,
+                    last_error: sink.last_error,
+                })
+                .collect();
+            serde_json::to_vec_pretty(&*status).expect("status serializes")
+        };
+        let tmp = self.path.with_extension("tmp");
+        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(err) = written {
+            tracing::warn!(path = %self.path.display(), error = %err, "failed to write the status file");
+        }
+    }
+
+    /// Rewrites the file every [`WRITE_INTERVAL`] until the task is dropped.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(WRITE_INTERVAL);
+        loop {
+            tick.tick().await;
+            self.write();
+        }
+    }
+}
+
+/// Renders an RFC 3339 time as its age, such as `12 min ago`.
+fn ago(time: Option<&str>) -> String {
+    let Some(text) = time else {
+        return "never".to_owned();
+    };
+    let Ok(at) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) else {
+        return text.to_owned();
+    };
+    let seconds = (OffsetDateTime::now_utc() - at).whole_seconds().max(0);
+    match seconds {
+        0..=119 => format!("{seconds} s ago"),
+        120..=7199 => format!("{} min ago", seconds / 60),
+        7200..=172_799 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86_400),
+    }
+}
+
+fn now_text() -> String {
+    Event::timestamp_of(OffsetDateTime::now_utc())
+}
+
+/// Arguments of `webwarden status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Configuration file; without it, the default file if it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The agent's data directory [default: from the configuration, else the OS data directory].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print the status file as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `webwarden status`: exit 0 when the agent runs and every list and
+/// sink is well, 1 when something needs attention, 3 when it is not
+/// running.
+pub fn run(args: &StatusArgs) -> Result<ExitCode, CliError> {
+    let (file, _) = config::load(args.config.as_deref()).map_err(CliError::Usage)?;
+    let data_dir = match args.data_dir.clone().or_else(|| file.data_dir.clone()) {
+        Some(dir) => dir,
+        None => config::default_data_dir().map_err(CliError::Usage)?,
+    };
+    let path = data_dir.join(STATUS_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "webwarden is not running: no status file at {}",
+                path.display()
+            );
+            return Ok(ExitCode::from(3));
+        }
+        Err(err) => {
+            return Err(CliError::Failed(
+                anyhow::Error::new(err).context(format!("failed to read {}", path.display())),
+            ))
+        }
+    };
+    let status: AgentStatus = serde_json::from_slice(&text)
+        .with_context(|| format!("invalid status file {}", path.display()))
+        .map_err(CliError::Failed)?;
+    let age = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .unwrap_or(Duration::MAX);
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&text));
+    }
+    let running = age <= FRESH_FOR;
+    let mut attention = 0;
+    if !args.json {
+        if running {
+            println!(
+                "webwarden is running (pid {}, proxy {}, since {})",
+                status.pid, status.listen, status.started_at
+            );
+        } else {
+            println!(
+                "webwarden is not running: the status file was last written {} s ago ({})",
+                age.as_secs(),
+                status.updated_at
+            );
+        }
+        println!("list version {}", status.list_version);
+    }
+    for list in &status.lists {
+        let problem = list.last_error.is_some() || list.stale || list.rules == 0;
+        attention += usize::from(problem);
+        if args.json {
+            continue;
+        }
+        let state = match (&list.last_error, list.stale) {
+            (_, true) => "STALE",
+            (Some(_), false) => "ERROR",
+            (None, false) if list.rules == 0 => "EMPTY",
+            (None, false) => "ok",
+        };
+        println!(
+            "  list {state:5} {}: {} rules, sha256 {}, loaded {}, checked {}",
+            list.source,
+            list.rules,
+            list.sha256.get(..12).unwrap_or("-"),
+            ago(list.loaded_at.as_deref()),
+            ago(list.checked_at.as_deref()),
+        );
+        if let Some(error) = &list.last_error {
+            println!("             last error: {error}");
+        }
+    }
+    for sink in &status.sinks {
+        attention += usize::from(!sink.healthy);
+        if args.json {
+            continue;
+        }
+        let state = if sink.healthy { "ok" } else { "ERROR" };
+        println!("  sink {state:5} {}: {} pending", sink.name, sink.pending);
+        if let Some(error) = sink.last_error.as_ref().filter(|_| !sink.healthy) {
+            println!("             last error: {error}");
+        }
+    }
+    if !running {
+        return Ok(ExitCode::from(3));
+    }
+    if attention > 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
