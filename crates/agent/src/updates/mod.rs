@@ -365,6 +365,7 @@ impl ListSet {
         let mut builder = PolicyBuilder::new().strict(self.settings.strict);
         builder.add_text(&name, bytes, &source.spec.options);
         let policy = builder.build().map_err(|err| err.to_string())?;
+        warn_local_blocks(&policy, &source.status.source);
         let rules = policy.rule_counts().total();
         if rules == 0 {
             return Err(format!(
@@ -638,6 +639,30 @@ impl ListSet {
             }
             self.check_all(&events, &identity).await;
             on_change(&self);
+        }
+    }
+}
+
+/// Addresses of this machine and its local network. Public IP lists such
+/// as FireHOL's level 1 include these ranges, which would block the
+/// loopback proxy's own origins and every LAN server.
+const LOCAL_ADDRESSES: [&str; 5] = ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "::1"];
+
+/// Logs a warning for each local address that `policy` blocks.
+fn warn_local_blocks(policy: &Policy, source: &str) {
+    for address in LOCAL_ADDRESSES {
+        let Ok(target) = webwarden_policy::Target::parse(address) else {
+            continue;
+        };
+        let verdict = policy.evaluate(&target);
+        if let (webwarden_policy::Action::Block, Some(rule)) = (verdict.action, verdict.rule) {
+            tracing::warn!(
+                list = source,
+                address,
+                rule = rule.rule,
+                line = rule.line,
+                "the list blocks a loopback or private address; remove that range if it is not meant to cut off local services"
+            );
         }
     }
 }
