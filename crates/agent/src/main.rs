@@ -3,6 +3,8 @@
 //! - `webwarden run`: runs the filtering proxy.
 //! - `webwarden check`: decides URLs, hosts and IP addresses against lists.
 //! - `webwarden list stats`: reports what list files contain and cost.
+//! - `webwarden list build`: merges public sources into one categorized list.
+//! - `webwarden list keygen | sign | verify`: signs the central list.
 //! - `webwarden ca export`: prints the root CA certificate.
 //! - `webwarden siem test`: sends a test event to each SIEM sink.
 //! - `webwarden status`: shows the running agent's lists and sinks.
@@ -15,6 +17,7 @@ mod alloc;
 mod ca_cmd;
 mod check;
 mod config;
+mod list_build;
 mod lists;
 mod logging;
 mod run;
@@ -63,6 +66,9 @@ enum Command {
 enum ListCommand {
     /// Print rule counts by kind and category, bad rows, load time and memory.
     Stats(stats::StatsArgs),
+    /// Merge hosts files, domain lists, IP lists and UT1-style category
+    /// folders into one categorized CSV list, and report what was dropped.
+    Build(list_build::BuildArgs),
     /// Generate the key pair that signs the central list: a secret key for
     /// the administrator and a public key for the agents.
     Keygen(sign_cmd::KeygenArgs),
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
         Command::Siem(command) => siem::run(&command),
         Command::Status(args) => status::run(&args),
         Command::List(ListCommand::Stats(args)) => stats::run(&args),
+        Command::List(ListCommand::Build(args)) => list_build::run(&args),
         Command::List(ListCommand::Keygen(args)) => sign_cmd::run_keygen(&args),
         Command::List(ListCommand::Sign(args)) => sign_cmd::run_sign(&args),
         Command::List(ListCommand::Verify(args)) => sign_cmd::run_verify(&args),
