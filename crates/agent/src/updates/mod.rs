@@ -156,6 +156,12 @@ pub struct ListStatus {
     pub stale: bool,
 }
 
+/// The counts of a copy that passed its checks.
+struct Checked {
+    rules: usize,
+    bad_rows: usize,
+}
+
 /// One source and its last good copy.
 struct Source {
     spec: ListSpec,
@@ -304,7 +310,8 @@ impl ListSet {
         let rules = self
             .verify(index, &bytes, None)
             .await
-            .map_err(|reason| anyhow!("list {} rejected: {reason}", spec.name()))?;
+            .map_err(|reason| anyhow!("list {} rejected: {reason}", spec.name()))?
+            .rules;
         let source = &mut self.sources[index];
         source.file_stamp = stamp;
         source.checked = Some(SystemTime::now());
@@ -353,13 +360,13 @@ impl ListSet {
 
     /// Checks one copy on its own: it parses, has rules, did not shrink too
     /// far and, with a public key, carries a valid signature. Returns its
-    /// rule count.
+    /// rule and bad-row counts.
     async fn verify(
         &self,
         index: usize,
         bytes: &[u8],
         signature: Option<&[u8]>,
-    ) -> Result<usize, String> {
+    ) -> Result<Checked, String> {
         let source = &self.sources[index];
         let name = source_name(&source.spec);
         let mut builder = PolicyBuilder::new().strict(self.settings.strict);
@@ -367,6 +374,7 @@ impl ListSet {
         let policy = builder.build().map_err(|err| err.to_string())?;
         warn_local_blocks(&policy, &source.status.source);
         let rules = policy.rule_counts().total();
+        let bad_rows = policy.bad_row_count();
         if rules == 0 {
             return Err(format!(
                 "the list has no rules ({} bytes); an empty or truncated list would stop all filtering",
@@ -390,7 +398,7 @@ impl ListSet {
             crate::signing::verify_list(bytes, signature, key)
                 .map_err(|err| format!("signature check failed: {err}"))?;
         }
-        Ok(rules)
+        Ok(Checked { rules, bad_rows })
     }
 
     /// Checks a URL source; returns true when a good copy is in place.
@@ -449,20 +457,21 @@ impl ListSet {
         } else {
             None
         };
-        let rules = match self.verify(index, &bytes, signature.as_deref()).await {
-            Ok(rules) => rules,
-            Err(reason) => {
-                rejected(events, &mut self.sources[index].status, reason);
-                return false;
-            }
-        };
+        let Checked { rules, bad_rows } =
+            match self.verify(index, &bytes, signature.as_deref()).await {
+                Ok(checked) => checked,
+                Err(reason) => {
+                    rejected(events, &mut self.sources[index].status, reason);
+                    return false;
+                }
+            };
         let meta = CachedMeta {
             source: url.to_string(),
             etag: etag.clone(),
             last_modified: last_modified.clone(),
             sha256: sha256.clone(),
             rules,
-            bad_rows: 0,
+            bad_rows,
             fetched_at: now_text(),
             checked_at: None,
         };
@@ -517,7 +526,7 @@ impl ListSet {
             None
         };
         match self.verify(index, &bytes, signature.as_deref()).await {
-            Ok(rules) => {
+            Ok(Checked { rules, .. }) => {
                 let source = &mut self.sources[index];
                 source.file_stamp = stamp;
                 source.status.sha256 = sha256_hex(&bytes);
