@@ -4,7 +4,9 @@
 //! - [`host`]: normalizing targets (URL, host, `host:port`, IP) to the
 //!   canonical form rules are compared with.
 //! - [`source`]: the list formats (CSV `regex,category[,action]`, hosts
-//!   files, domain lists, IP/CIDR lists) and their bad-row reports.
+//!   files, domain lists, IP/CIDR lists) and their bad-row reports, and
+//!   [`source::read_entries`], which returns the entries of a hosts file,
+//!   domain list or IP list without compiling them.
 //! - [`Policy`]: the compiled matcher and its [`Verdict`]s.
 //! - [`NaiveMatcher`]: a first-match regex scan that defines the meaning the
 //!   compiled matcher must keep; tests and benchmarks compare the two.

@@ -4,6 +4,11 @@
 //! Every format accepts a UTF-8 BOM, CRLF line ends, blank lines and lines
 //! starting with `#`. A line that cannot be used becomes a [`BadRow`] with its
 //! line number and reason; parsing goes on with the next line.
+//!
+//! [`read_entries`] returns the entries of a hosts file, domain list or IP
+//! list without compiling them. It is the reader that
+//! [`PolicyBuilder`](crate::PolicyBuilder) uses for those formats, so an
+//! entry means the same to a caller as to a loaded policy.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -189,6 +194,58 @@ impl fmt::Display for BadRow {
     }
 }
 
+/// One rule of a hosts file, domain list or IP list, as [`read_entries`]
+/// reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The 1-based line number.
+    pub line: u32,
+    /// The entry as written, without its line's comment: the host name of a
+    /// hosts file, the domain with any `*.` or leading dot, or the address.
+    pub text: &'a str,
+    /// The hosts or addresses the entry matches.
+    pub target: EntryTarget,
+}
+
+/// The hosts or addresses an [`Entry`] matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryTarget {
+    /// A canonical host name, never an IP address, and the hosts it matches.
+    Host(Host, HostKind),
+    /// An address or CIDR range, matched against the destination IP address,
+    /// in the form [`parse_net`] returns.
+    Ip(IpNet),
+}
+
+/// The hosts a host entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostKind {
+    /// The host itself only: hosts-file entries.
+    Exact,
+    /// The subdomains of the host but not the host: `*.example.com` in a
+    /// domain list.
+    Subdomains,
+    /// The host and its subdomains: other domain-list entries.
+    Domain,
+}
+
+/// Receives the entries and bad rows of a list from [`read_entries`].
+pub trait EntrySink {
+    /// Takes one entry.
+    fn entry(&mut self, entry: Entry<'_>);
+
+    /// Takes a line that was skipped, with its 1-based number, its text and
+    /// the reason (with the fix where there is one). The text is the trimmed
+    /// line, without its comment in a hosts file. It is cut to 200 bytes when
+    /// the line is too long, not valid UTF-8 or contains a control character,
+    /// and empty for a UTF-16 file.
+    fn bad_row(&mut self, line: u32, text: &str, reason: String);
+
+    /// Counts a hosts-file entry for a local name such as `localhost`, which
+    /// is not a rule. The default does nothing.
+    fn local_name(&mut self) {}
+}
+
 /// One usable rule read from a source, before compilation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Row<'a> {
@@ -227,43 +284,126 @@ pub(crate) fn parse(
     has_default_category: bool,
     sink: &mut impl RowSink,
 ) {
+    if format != Format::Csv {
+        let mut rows = EntryRows {
+            sink,
+            action: default_action,
+        };
+        return read_entries(text, format, &mut rows);
+    }
+    for_each_row(
+        text,
+        sink,
+        |sink, line_no, text, reason| sink.bad_row(line_no, text, reason),
+        |sink, index, line_no, line| {
+            let first = index == 0;
+            parse_csv_row(
+                line_no,
+                line,
+                first,
+                default_action,
+                has_default_category,
+                sink,
+            )
+        },
+    );
+}
+
+/// Reads the entries of a hosts file, domain list or IP list and feeds each
+/// entry and bad row to `sink` in line order.
+///
+/// CSV rows are regexes, which have no entry form. For [`Format::Csv`] the
+/// sink gets one bad row on line 1 and nothing else.
+pub fn read_entries(text: &[u8], format: Format, sink: &mut impl EntrySink) {
+    if format == Format::Csv {
+        let reason = "format csv has no entries because CSV rows are regexes; load the \
+                      list with PolicyBuilder, or give the hosts, domains or ips format \
+                      if the file is one of those"
+            .to_owned();
+        return sink.bad_row(1, "", reason);
+    }
+    for_each_row(
+        text,
+        sink,
+        |sink, line_no, text, reason| sink.bad_row(line_no, text, reason),
+        |sink, _, line_no, line| match format {
+            Format::Hosts => parse_hosts_row(line_no, line, sink),
+            Format::Domains => parse_domain_row(line_no, line, sink),
+            Format::Ips => parse_ip_row(line_no, line, sink),
+            Format::Csv => unreachable!("CSV lists are returned above"),
+        },
+    );
+}
+
+/// Counts the lines of `text` that the list formats read as rows: those that
+/// are neither blank nor `#` comments.
+pub fn count_rows(text: &[u8]) -> usize {
+    lines(text).count()
+}
+
+/// Calls `read_row` for each meaningful line that is valid UTF-8, at most
+/// [`MAX_ROW_LEN`] bytes long and free of control characters other than tab,
+/// and calls `bad_row` for the other lines. `read_row` gets the line's index
+/// among the meaningful lines, its number and its text.
+fn for_each_row<S: ?Sized>(
+    text: &[u8],
+    sink: &mut S,
+    bad_row: impl Fn(&mut S, u32, &str, String),
+    mut read_row: impl FnMut(&mut S, usize, u32, &str),
+) {
     if text.starts_with(b"\xFF\xFE") || text.starts_with(b"\xFE\xFF") {
         let reason = "the file is UTF-16 encoded; save it as UTF-8".to_owned();
-        return sink.bad_row(1, "", reason);
+        return bad_row(sink, 1, "", reason);
     }
     for (index, (line_no, raw)) in lines(text).enumerate() {
         let Ok(line) = std::str::from_utf8(raw) else {
             let text = String::from_utf8_lossy(raw);
             let reason = "line is not valid UTF-8; save the list as UTF-8".to_owned();
-            sink.bad_row(line_no, report_text(&text), reason);
+            bad_row(sink, line_no, report_text(&text), reason);
             continue;
         };
         if line.len() > MAX_ROW_LEN {
             let reason = format!("row is longer than {MAX_ROW_LEN} bytes");
-            sink.bad_row(line_no, report_text(line), reason);
+            bad_row(sink, line_no, report_text(line), reason);
             continue;
         }
         if let Some(c) = line.chars().find(|c| c.is_control() && *c != '\t') {
             let reason = format!("row contains the control character {c:?}");
-            sink.bad_row(line_no, report_text(line), reason);
+            bad_row(sink, line_no, report_text(line), reason);
             continue;
         }
-        match format {
-            Format::Csv => {
-                let first = index == 0;
-                parse_csv_row(
-                    line_no,
-                    line,
-                    first,
-                    default_action,
-                    has_default_category,
-                    sink,
-                )
-            }
-            Format::Hosts => parse_hosts_row(line_no, line, default_action, sink),
-            Format::Domains => parse_domain_row(line_no, line, default_action, sink),
-            Format::Ips => parse_ip_row(line_no, line, default_action, sink),
-        }
+        read_row(sink, index, line_no, line);
+    }
+}
+
+/// Turns the entries of a hosts file, domain list or IP list into rows with
+/// the source's default action.
+struct EntryRows<'s, S> {
+    sink: &'s mut S,
+    action: Action,
+}
+
+impl<S: RowSink> EntrySink for EntryRows<'_, S> {
+    fn entry(&mut self, entry: Entry<'_>) {
+        let kind = match entry.target {
+            EntryTarget::Ip(net) => RowKind::Ip(net),
+            EntryTarget::Host(host, kind) => RowKind::Host(host_pattern(&host, kind)),
+        };
+        self.sink.row(Row {
+            line: entry.line,
+            entry: entry.text,
+            category: None,
+            action: self.action,
+            kind,
+        });
+    }
+
+    fn bad_row(&mut self, line: u32, text: &str, reason: String) {
+        self.sink.bad_row(line, text, reason);
+    }
+
+    fn local_name(&mut self) {
+        self.sink.skipped_local();
     }
 }
 
@@ -445,7 +585,7 @@ fn split_csv(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn parse_hosts_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
+fn parse_hosts_row(line_no: u32, line: &str, sink: &mut impl EntrySink) {
     let line = strip_inline_comment(line);
     if line.is_empty() {
         return;
@@ -464,11 +604,11 @@ fn parse_hosts_row(line_no: u32, line: &str, action: Action, sink: &mut impl Row
         any = true;
         let bare = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         if LOCAL_NAMES.contains(&bare.as_str()) {
-            sink.skipped_local();
+            sink.local_name();
             continue;
         }
-        match host_row(line_no, name, Anchor::Exact, action) {
-            Ok(row) => sink.row(row),
+        match host_entry(line_no, name, HostKind::Exact) {
+            Ok(entry) => sink.entry(entry),
             Err(reason) => sink.bad_row(line_no, line, reason),
         }
     }
@@ -478,7 +618,7 @@ fn parse_hosts_row(line_no: u32, line: &str, action: Action, sink: &mut impl Row
     }
 }
 
-fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
+fn parse_domain_row(line_no: u32, line: &str, sink: &mut impl EntrySink) {
     let entry = strip_inline_comment(line);
     if entry.is_empty() {
         return;
@@ -501,11 +641,11 @@ fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl Ro
         return sink.bad_row(line_no, line, reason);
     }
     if let Some(net) = parse_net(entry) {
-        return sink.row(ip_row(line_no, entry, net, action));
+        return sink.entry(ip_entry(line_no, entry, net));
     }
-    let (name, anchor) = match entry.strip_prefix("*.") {
-        Some(rest) => (rest, Anchor::StrictSuffix),
-        None => (entry.strip_prefix('.').unwrap_or(entry), Anchor::Domain),
+    let (name, kind) = match entry.strip_prefix("*.") {
+        Some(rest) => (rest, HostKind::Subdomains),
+        None => (entry.strip_prefix('.').unwrap_or(entry), HostKind::Domain),
     };
     if name != entry && parse_net(name).is_some() {
         let reason = "a wildcard or leading dot cannot apply to an IP address; \
@@ -513,22 +653,22 @@ fn parse_domain_row(line_no: u32, line: &str, action: Action, sink: &mut impl Ro
             .to_owned();
         return sink.bad_row(line_no, line, reason);
     }
-    match host_row(line_no, name, anchor, action) {
-        Ok(mut row) => {
-            row.entry = entry;
-            sink.row(row)
+    match host_entry(line_no, name, kind) {
+        Ok(mut parsed) => {
+            parsed.text = entry;
+            sink.entry(parsed)
         }
         Err(reason) => sink.bad_row(line_no, line, reason),
     }
 }
 
-fn parse_ip_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSink) {
+fn parse_ip_row(line_no: u32, line: &str, sink: &mut impl EntrySink) {
     let entry = strip_inline_comment(line);
     if entry.is_empty() {
         return;
     }
     match parse_net(entry) {
-        Some(net) => sink.row(ip_row(line_no, entry, net, action)),
+        Some(net) => sink.entry(ip_entry(line_no, entry, net)),
         None => {
             let reason = format!(
                 "unparsable address {entry:?}; expected an IPv4 or IPv6 address or a CIDR \
@@ -539,44 +679,46 @@ fn parse_ip_row(line_no: u32, line: &str, action: Action, sink: &mut impl RowSin
     }
 }
 
-/// Builds a host row with a fixed anchor from one host name. For a name
-/// that is an IP address the row is an IP row.
-fn host_row(line_no: u32, name: &str, anchor: Anchor, action: Action) -> Result<Row<'_>, String> {
+/// Builds the entry for one host name. For a name that is an IP address
+/// the entry is an IP entry.
+fn host_entry(line_no: u32, name: &str, kind: HostKind) -> Result<Entry<'_>, String> {
     let host = Host::parse(name).map_err(|err| err.to_string())?;
     if let Some(ip) = host.ip() {
-        return Ok(ip_row(line_no, name, IpNet::from(ip), action));
+        return Ok(ip_entry(line_no, name, IpNet::from(ip)));
     }
-    let literal = match anchor {
-        Anchor::StrictSuffix => format!(".{host}"),
-        _ => host.to_string(),
-    };
-    let literals = vec![literal];
-    let regex = pattern::literal_regex(anchor, &literals);
-    Ok(Row {
+    Ok(Entry {
         line: line_no,
-        entry: name,
-        category: None,
-        action,
-        kind: RowKind::Host(HostPattern {
-            regex,
-            shape: HostShape::Literals(anchor, literals),
-        }),
+        text: name,
+        target: EntryTarget::Host(host, kind),
     })
 }
 
-fn ip_row(line_no: u32, entry: &str, net: IpNet, action: Action) -> Row<'_> {
-    Row {
+fn ip_entry(line_no: u32, text: &str, net: IpNet) -> Entry<'_> {
+    Entry {
         line: line_no,
-        entry,
-        category: None,
-        action,
-        kind: RowKind::Ip(net),
+        text,
+        target: EntryTarget::Ip(net),
     }
 }
 
-/// Parses an address or CIDR range. Host bits below the prefix are cleared,
-/// and IPv4-mapped IPv6 addresses are unwrapped.
-pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
+/// Builds the literal pattern that matches the hosts of a host entry.
+fn host_pattern(host: &Host, kind: HostKind) -> HostPattern {
+    let (anchor, literal) = match kind {
+        HostKind::Exact => (Anchor::Exact, host.to_string()),
+        HostKind::Subdomains => (Anchor::StrictSuffix, format!(".{host}")),
+        HostKind::Domain => (Anchor::Domain, host.to_string()),
+    };
+    let literals = vec![literal];
+    HostPattern {
+        regex: pattern::literal_regex(anchor, &literals),
+        shape: HostShape::Literals(anchor, literals),
+    }
+}
+
+/// Parses an address or CIDR range as every list format reads it. Host bits
+/// below the prefix are cleared, and IPv4-mapped IPv6 addresses and ranges
+/// of prefix 96 or longer are unwrapped to IPv4.
+pub fn parse_net(text: &str) -> Option<IpNet> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(IpNet::from(host::canonical_ip(ip)));
     }
@@ -830,6 +972,139 @@ mod tests {
         let sink = collect("127.0.0.1 localhost. LocalHost\n", Format::Hosts);
         assert!(sink.rows.is_empty());
         assert_eq!(sink.local, 2);
+    }
+
+    #[derive(Default)]
+    struct Entries {
+        hosts: Vec<(String, HostKind)>,
+        ips: Vec<String>,
+        texts: Vec<String>,
+        bad: Vec<(u32, String)>,
+        local: usize,
+    }
+
+    impl EntrySink for Entries {
+        fn entry(&mut self, entry: Entry<'_>) {
+            self.texts.push(entry.text.to_owned());
+            match entry.target {
+                EntryTarget::Host(host, kind) => self.hosts.push((host.to_string(), kind)),
+                EntryTarget::Ip(net) => self.ips.push(net.to_string()),
+            }
+        }
+        fn bad_row(&mut self, line: u32, _text: &str, reason: String) {
+            self.bad.push((line, reason));
+        }
+        fn local_name(&mut self) {
+            self.local += 1;
+        }
+    }
+
+    fn read(text: &str, format: Format) -> Entries {
+        let mut sink = Entries::default();
+        read_entries(text.as_bytes(), format, &mut sink);
+        sink
+    }
+
+    #[test]
+    fn hosts_entries_are_exact_hosts() {
+        let text = "\u{feff}# header\r\n127.0.0.1  localhost\r\n::1 ip6-localhost\r\n\
+                    0.0.0.0 Ads.Example. tracker.example # inline\r\n\
+                    0.0.0.0 203.0.113.9\r\nads.example\r\n0.0.0.0\r\n0.0.0.0 bad..name\r\n";
+        let sink = read(text, Format::Hosts);
+        let expected = [
+            ("ads.example".to_owned(), HostKind::Exact),
+            ("tracker.example".to_owned(), HostKind::Exact),
+        ];
+        assert_eq!(sink.hosts, expected);
+        assert_eq!(sink.ips, ["203.0.113.9/32"]);
+        assert_eq!(
+            sink.texts,
+            ["Ads.Example.", "tracker.example", "203.0.113.9"]
+        );
+        assert_eq!(sink.local, 2);
+        let bad_lines: Vec<u32> = sink.bad.iter().map(|b| b.0).collect();
+        assert_eq!(bad_lines, [6, 7, 8]);
+        assert!(sink.bad[0].1.contains("unparsable address \"ads.example\""));
+        assert!(sink.bad[1].1.contains("missing host name"));
+        assert!(sink.bad[2].1.contains("empty label"));
+    }
+
+    #[test]
+    fn domain_entries_keep_their_kind() {
+        let text = "Bücher.de\n*.wild.example\n.dot.example\n192.0.2.1\n2001:db8::1\n\
+                    shop.example/path\nexample.com:443\ntwo words\n*.192.0.2.1\n10.0.0.0/8\n";
+        let sink = read(text, Format::Domains);
+        let expected = [
+            ("xn--bcher-kva.de".to_owned(), HostKind::Domain),
+            ("wild.example".to_owned(), HostKind::Subdomains),
+            ("dot.example".to_owned(), HostKind::Domain),
+        ];
+        assert_eq!(sink.hosts, expected);
+        assert_eq!(sink.ips, ["192.0.2.1/32", "2001:db8::1/128"]);
+        assert_eq!(sink.texts[1], "*.wild.example");
+        assert_eq!(sink.texts[2], ".dot.example");
+        let bad_lines: Vec<u32> = sink.bad.iter().map(|b| b.0).collect();
+        assert_eq!(bad_lines, [6, 7, 8, 9, 10]);
+        assert!(sink.bad[0].1.contains("found a URL"));
+        assert!(sink.bad[1].1.contains("host:port"));
+        assert!(sink.bad[2].1.contains("one domain per line"));
+        assert!(sink.bad[3].1.contains("cannot apply to an IP address"));
+    }
+
+    #[test]
+    fn ip_entries_are_canonical_ranges() {
+        let text = "; header\n192.0.2.1\n10.1.2.3/8 ; note\n::ffff:198.51.100.0/120\n\
+                    2001:db8::1\n2001:db8::/32\nnot-an-ip\n10.0.0.0/33\n";
+        let sink = read(text, Format::Ips);
+        let expected = [
+            "192.0.2.1/32",
+            "10.0.0.0/8",
+            "198.51.100.0/24",
+            "2001:db8::1/128",
+            "2001:db8::/32",
+        ];
+        assert_eq!(sink.ips, expected);
+        let bad_lines: Vec<u32> = sink.bad.iter().map(|b| b.0).collect();
+        assert_eq!(bad_lines, [7, 8]);
+    }
+
+    #[test]
+    fn read_entries_reports_unusable_lines() {
+        let mut sink = Entries::default();
+        read_entries(
+            b"good.example\nbad\xff.example\n",
+            Format::Domains,
+            &mut sink,
+        );
+        assert_eq!(sink.hosts.len(), 1);
+        assert_eq!(sink.bad.len(), 1);
+        assert_eq!(sink.bad[0].0, 2);
+        assert!(sink.bad[0].1.contains("not valid UTF-8"));
+
+        let mut sink = Entries::default();
+        read_entries(b"\xFF\xFEa\x00", Format::Domains, &mut sink);
+        assert!(sink.bad[0].1.contains("UTF-16"));
+
+        let long = format!("{}.example\n", "a".repeat(MAX_ROW_LEN));
+        let sink = read(&long, Format::Domains);
+        assert!(sink.bad[0].1.contains("longer than"));
+    }
+
+    #[test]
+    fn read_entries_rejects_csv() {
+        let sink = read(".*a\\.com,Adult\nb.example\n", Format::Csv);
+        assert!(sink.hosts.is_empty());
+        assert!(sink.ips.is_empty());
+        assert_eq!(sink.bad.len(), 1);
+        assert_eq!(sink.bad[0].0, 1);
+        assert!(sink.bad[0].1.contains("CSV rows are regexes"));
+    }
+
+    #[test]
+    fn cr_only_entries_and_row_count() {
+        let sink = read("a.example\rb.example\r\rc.example", Format::Domains);
+        assert_eq!(sink.hosts.len(), 3);
+        assert_eq!(count_rows(b"# x\na.example\n\nb.example\n"), 2);
     }
 
     #[test]

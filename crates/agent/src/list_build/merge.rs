@@ -12,9 +12,10 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
+use webwarden_policy::source::HostKind;
 use webwarden_policy::Action;
 
-use super::read::{HostKind, IpRange};
+use super::ip_range::IpRange;
 
 /// Marks an empty slot in [`NameSlots`].
 const NONE: u32 = u32::MAX;
@@ -27,7 +28,17 @@ fn slot_index(action: Action, kind: HostKind) -> usize {
         Action::Block => 0,
         Action::Allow => 3,
     };
-    action_offset + kind as usize
+    action_offset + usize::from(kind_rank(kind))
+}
+
+/// Returns the place of `kind` in [`NameSlots`] and in the sort key: exact,
+/// then subdomains, then domain.
+fn kind_rank(kind: HostKind) -> u8 {
+    match kind {
+        HostKind::Exact => 0,
+        HostKind::Subdomains => 1,
+        HostKind::Domain => 2,
+    }
 }
 
 /// The action, category and source of a row.
@@ -327,7 +338,7 @@ fn push_sort_key(keys: &mut Vec<u8>, name: &str, kind: HostKind, action: Action)
         keys.push(0x01);
     }
     keys.push(0xFF);
-    keys.push(kind as u8);
+    keys.push(kind_rank(kind));
     keys.push(action as u8);
 }
 
@@ -435,6 +446,7 @@ fn csv_field(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use webwarden_policy::source::parse_net;
 
     const BLOCK: Action = Action::Block;
 
@@ -602,7 +614,7 @@ mod tests {
     #[test]
     fn ip_ranges_cover_addresses() {
         let mut merger = Merger::new();
-        let parse = |text: &str| IpRange::parse(text).unwrap();
+        let parse = |text: &str| IpRange::from(parse_net(text).unwrap());
         merger.add_ip(parse("192.0.2.7"), info(0, 0)).unwrap();
         merger.add_ip(parse("192.0.2.0/24"), info(0, 0)).unwrap();
         merger.add_ip(parse("192.0.2.9"), info(0, 0)).unwrap();

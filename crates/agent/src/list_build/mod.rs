@@ -8,8 +8,8 @@
 //! same action and category as loading the sources with `--list` in the
 //! order given (see [`merge`]).
 
+mod ip_range;
 mod merge;
-mod read;
 mod report;
 
 use std::collections::{BTreeSet, HashMap};
@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::Args;
+use webwarden_policy::source::{count_rows, read_entries, Entry, EntrySink, EntryTarget};
 use webwarden_policy::{Action, BadRow, Format, DEFAULT_CATEGORY, MAX_KEPT_BAD_ROWS};
 
 use crate::lists::{self, ListSpec};
 use crate::CliError;
+use ip_range::IpRange;
 use merge::{Added, Merged, Merger, RowInfo};
-use read::{Entry, EntrySink};
 
 /// The file in a category folder that contains its domain list.
 const DOMAINS_FILE: &str = "domains";
@@ -276,7 +277,7 @@ impl Plan {
             if file_name == URLS_FILE {
                 let text = read_file(&entry.path())?;
                 self.skips.url_files += 1;
-                self.skips.url_lines += read::count_lines(&text);
+                self.skips.url_lines += count_rows(&text);
             } else {
                 self.skips.other_file_count += 1;
                 self.skips.other_files.insert(file_name);
@@ -408,7 +409,7 @@ fn read_source(
         info,
         error: None,
     };
-    read::read_entries(&text, format, &mut sink);
+    read_entries(&text, format, &mut sink);
     if let Some(err) = sink.error {
         return Err(CliError::Failed(anyhow!(err)));
     }
@@ -470,9 +471,9 @@ impl EntrySink for SourceSink<'_> {
         if self.error.is_some() {
             return;
         }
-        let added = match entry {
-            Entry::Host(name, kind) => self.merger.add_host(name, kind, self.info),
-            Entry::Ip(range) => self.merger.add_ip(range, self.info),
+        let added = match entry.target {
+            EntryTarget::Host(host, kind) => self.merger.add_host(host.as_str(), kind, self.info),
+            EntryTarget::Ip(net) => self.merger.add_ip(IpRange::from(net), self.info),
         };
         let counts = &mut self.source.counts;
         match added {
@@ -486,7 +487,7 @@ impl EntrySink for SourceSink<'_> {
         }
     }
 
-    fn bad_line(&mut self, line: u32, text: &str, reason: String) {
+    fn bad_row(&mut self, line: u32, text: &str, reason: String) {
         self.source.counts.invalid += 1;
         self.bad_lines.count += 1;
         if self.bad_lines.rows.len() < MAX_KEPT_BAD_ROWS {
