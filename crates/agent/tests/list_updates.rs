@@ -577,9 +577,11 @@ async fn list_swaps_under_load_fail_no_request() {
         total += ok;
     }
     let updates = webwarden.log().matches("list updated").count();
-    assert!(total > 1000, "only {total} requests");
+    // Sanity bounds only, loose enough for a busy 2-core machine: the
+    // claim under test is that no request failed.
+    assert!(total > 100, "only {total} requests");
     assert!(
-        updates >= 3,
+        updates >= 2,
         "only {updates} swaps took effect:\n{}",
         webwarden.log()
     );

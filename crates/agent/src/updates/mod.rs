@@ -371,7 +371,7 @@ impl ListSet {
         let name = source_name(&source.spec);
         let mut builder = PolicyBuilder::new().strict(self.settings.strict);
         builder.add_text(&name, bytes, &source.spec.options);
-        let policy = builder.build().map_err(|err| err.to_string())?;
+        let policy = compiling(|| builder.build()).map_err(|err| err.to_string())?;
         warn_local_blocks(&policy, &source.status.source);
         let rules = policy.rule_counts().total();
         let bad_rows = policy.bad_row_count();
@@ -563,7 +563,7 @@ impl ListSet {
         if changed.is_empty() {
             return false;
         }
-        let policy = match self.build() {
+        let policy = match compiling(|| self.build()) {
             Ok(policy) => policy,
             Err(err) => {
                 tracing::error!(error = %err, "the updated lists do not compile together; keeping the current policy");
@@ -673,6 +673,19 @@ fn warn_local_blocks(policy: &Policy, source: &str) {
                 "the list blocks a loopback or private address; remove that range if it is not meant to cut off local services"
             );
         }
+    }
+}
+
+/// Runs a list compilation, which takes up to a second for a million rows,
+/// telling a multi-threaded Tokio runtime to move the proxy's other tasks
+/// off this thread meanwhile.
+fn compiling<T>(work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
     }
 }
 
