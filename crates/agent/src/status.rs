@@ -27,7 +27,7 @@ pub const WRITE_INTERVAL: Duration = Duration::from_secs(5);
 /// A status file older than this means the agent is not running.
 const FRESH_FOR: Duration = Duration::from_secs(30);
 
-/// What the status file holds.
+/// The contents of the status file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
@@ -164,6 +164,60 @@ impl StatusWriter {
     }
 }
 
+/// Counts the lists and sinks that need attention.
+fn problems(status: &AgentStatus) -> usize {
+    let lists = status
+        .lists
+        .iter()
+        .filter(|list| list.last_error.is_some() || list.stale || list.rules == 0)
+        .count();
+    lists + status.sinks.iter().filter(|sink| !sink.healthy).count()
+}
+
+/// Prints the status for people and returns [`problems`].
+fn print_status(status: &AgentStatus, running: bool, age: Duration) -> usize {
+    if running {
+        println!(
+            "webwarden is running (pid {}, proxy {}, since {})",
+            status.pid, status.listen, status.started_at
+        );
+    } else {
+        println!(
+            "webwarden is not running: the status file was last written {} s ago ({})",
+            age.as_secs(),
+            status.updated_at
+        );
+    }
+    println!("list version {}", status.list_version);
+    for list in &status.lists {
+        let state = match (&list.last_error, list.stale) {
+            (_, true) => "STALE",
+            (Some(_), false) => "ERROR",
+            (None, false) if list.rules == 0 => "EMPTY",
+            (None, false) => "ok",
+        };
+        println!(
+            "  list {state:5} {}: {} rules, sha256 {}, loaded {}, checked {}",
+            list.source,
+            list.rules,
+            list.sha256.get(..12).unwrap_or("-"),
+            ago(list.loaded_at.as_deref()),
+            ago(list.checked_at.as_deref()),
+        );
+        if let Some(error) = &list.last_error {
+            println!("             last error: {error}");
+        }
+    }
+    for sink in &status.sinks {
+        let state = if sink.healthy { "ok" } else { "ERROR" };
+        println!("  sink {state:5} {}: {} pending", sink.name, sink.pending);
+        if let Some(error) = sink.last_error.as_ref().filter(|_| !sink.healthy) {
+            println!("             last error: {error}");
+        }
+    }
+    problems(status)
+}
+
 /// Renders an RFC 3339 time as its age, such as `12 min ago`.
 fn ago(time: Option<&str>) -> String {
     let Some(text) = time else {
@@ -232,61 +286,13 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode, CliError> {
         .ok()
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .unwrap_or(Duration::MAX);
-    if args.json {
-        println!("{}", String::from_utf8_lossy(&text));
-    }
     let running = age <= FRESH_FOR;
-    let mut attention = 0;
-    if !args.json {
-        if running {
-            println!(
-                "webwarden is running (pid {}, proxy {}, since {})",
-                status.pid, status.listen, status.started_at
-            );
-        } else {
-            println!(
-                "webwarden is not running: the status file was last written {} s ago ({})",
-                age.as_secs(),
-                status.updated_at
-            );
-        }
-        println!("list version {}", status.list_version);
-    }
-    for list in &status.lists {
-        let problem = list.last_error.is_some() || list.stale || list.rules == 0;
-        attention += usize::from(problem);
-        if args.json {
-            continue;
-        }
-        let state = match (&list.last_error, list.stale) {
-            (_, true) => "STALE",
-            (Some(_), false) => "ERROR",
-            (None, false) if list.rules == 0 => "EMPTY",
-            (None, false) => "ok",
-        };
-        println!(
-            "  list {state:5} {}: {} rules, sha256 {}, loaded {}, checked {}",
-            list.source,
-            list.rules,
-            list.sha256.get(..12).unwrap_or("-"),
-            ago(list.loaded_at.as_deref()),
-            ago(list.checked_at.as_deref()),
-        );
-        if let Some(error) = &list.last_error {
-            println!("             last error: {error}");
-        }
-    }
-    for sink in &status.sinks {
-        attention += usize::from(!sink.healthy);
-        if args.json {
-            continue;
-        }
-        let state = if sink.healthy { "ok" } else { "ERROR" };
-        println!("  sink {state:5} {}: {} pending", sink.name, sink.pending);
-        if let Some(error) = sink.last_error.as_ref().filter(|_| !sink.healthy) {
-            println!("             last error: {error}");
-        }
-    }
+    let attention = if args.json {
+        println!("{}", String::from_utf8_lossy(&text));
+        problems(&status)
+    } else {
+        print_status(&status, running, age)
+    };
     if !running {
         return Ok(ExitCode::from(3));
     }

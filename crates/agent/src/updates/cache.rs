@@ -1,7 +1,7 @@
 //! The last good copy of each downloaded list, kept in the data directory
 //! so a restarted agent filters with it before any download, even offline.
 //!
-//! `DATA_DIR/lists/<hash of the URL>.list` holds the bytes and `.json` the
+//! `DATA_DIR/lists/<hash of the URL>.list` contains the bytes and `.json` the
 //! metadata. Both are replaced atomically, the list first, and the metadata
 //! carries the list's SHA-256, so a copy whose two files do not match is
 //! ignored.
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-/// What is known about a cached list.
+/// The metadata of a cached list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedMeta {
     /// The URL it came from.
@@ -86,7 +86,7 @@ pub fn store(dir: &Path, url: &Url, cached: &Cached) -> Result<(), String> {
 }
 
 /// Records that the server confirmed the cached copy of `url` at `when`,
-/// so a restart knows how old the confirmation is.
+/// so a restart can tell how old the confirmation is.
 pub fn mark_checked(dir: &Path, url: &Url, when: &str) {
     let (_, meta_path) = paths(dir, url);
     let Ok(bytes) = std::fs::read(&meta_path) else {

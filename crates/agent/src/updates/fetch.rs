@@ -6,7 +6,7 @@ use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 use url::Url;
 
-/// What the server answered.
+/// The result of a download.
 #[derive(Debug)]
 pub enum Fetched {
     /// The list is unchanged since the validators sent (HTTP 304).

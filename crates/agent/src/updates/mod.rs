@@ -37,7 +37,7 @@ pub const LIST_REJECTED: &str = "ListRejected";
 /// `eventName` of a list not confirmed current for too long.
 pub const LIST_STALE: &str = "ListStale";
 
-/// How lists are refreshed and checked.
+/// The refresh and check settings of the lists.
 #[derive(Debug, Clone)]
 pub struct UpdateSettings {
     /// Time between checks, before jitter.
@@ -173,6 +173,17 @@ struct Source {
     checked: Option<SystemTime>,
     stale_reported: bool,
     status: ListStatus,
+}
+
+impl Source {
+    /// Records that the source confirmed the copy in use is current.
+    fn confirmed(&mut self) {
+        self.checked = Some(SystemTime::now());
+        self.stale_reported = false;
+        self.status.checked_at = Some(now_text());
+        self.status.last_error = None;
+        self.status.stale = false;
+    }
 }
 
 /// Every source of the agent, with the shared policy they compile into.
@@ -412,88 +423,81 @@ impl ListSet {
                 return false;
             }
         };
-        let (bytes, etag, last_modified) = match fetched {
-            Fetched::NotModified => {
-                cache::mark_checked(&self.cache_dir, &url, &now_text());
-                let source = &mut self.sources[index];
-                source.checked = Some(SystemTime::now());
-                source.stale_reported = false;
-                source.status.checked_at = Some(now_text());
-                source.status.last_error = None;
-                source.status.stale = false;
-                tracing::debug!(list = %url, "list unchanged");
-                return source.bytes.is_some();
-            }
-            Fetched::Body {
-                bytes,
-                etag,
-                last_modified,
-            } => (bytes, etag, last_modified),
+        let Fetched::Body {
+            bytes,
+            etag,
+            last_modified,
+        } = fetched
+        else {
+            cache::mark_checked(&self.cache_dir, &url, &now_text());
+            self.sources[index].confirmed();
+            tracing::debug!(list = %url, "list unchanged");
+            return self.sources[index].bytes.is_some();
+        };
+        let validators = Validators {
+            etag,
+            last_modified,
         };
         let sha256 = sha256_hex(&bytes);
         if self.sources[index].status.sha256 == sha256 {
-            let source = &mut self.sources[index];
-            source.validators = Validators {
-                etag,
-                last_modified,
-            };
-            source.checked = Some(SystemTime::now());
-            source.stale_reported = false;
-            source.status.checked_at = Some(now_text());
-            source.status.last_error = None;
-            source.status.stale = false;
+            // Same content under new validators: nothing to rebuild.
+            self.sources[index].validators = validators;
+            self.sources[index].confirmed();
             return true;
         }
-        let signature = if self.settings.public_key.is_some() {
-            let signature_url = signature_url(&url);
-            match self.fetcher.fetch_plain(&signature_url).await {
-                Ok(signature) => Some(signature),
-                Err(reason) => {
-                    let reason = format!("the signature could not be downloaded: {reason}");
-                    rejected(events, &mut self.sources[index].status, reason);
-                    return false;
-                }
+
+        let signature = match self.url_signature(&url).await {
+            Ok(signature) => signature,
+            Err(reason) => {
+                rejected(events, &mut self.sources[index].status, reason);
+                return false;
             }
-        } else {
-            None
         };
-        let Checked { rules, bad_rows } =
-            match self.verify(index, &bytes, signature.as_deref()).await {
-                Ok(checked) => checked,
-                Err(reason) => {
-                    rejected(events, &mut self.sources[index].status, reason);
-                    return false;
-                }
-            };
-        let meta = CachedMeta {
-            source: url.to_string(),
-            etag: etag.clone(),
-            last_modified: last_modified.clone(),
-            sha256: sha256.clone(),
-            rules,
-            bad_rows,
-            fetched_at: now_text(),
-            checked_at: None,
+        let checked = match self.verify(index, &bytes, signature.as_deref()).await {
+            Ok(checked) => checked,
+            Err(reason) => {
+                rejected(events, &mut self.sources[index].status, reason);
+                return false;
+            }
         };
-        let cached = Cached { bytes, meta };
+
+        let cached = Cached {
+            meta: CachedMeta {
+                source: url.to_string(),
+                etag: validators.etag.clone(),
+                last_modified: validators.last_modified.clone(),
+                sha256: sha256.clone(),
+                rules: checked.rules,
+                bad_rows: checked.bad_rows,
+                fetched_at: now_text(),
+                checked_at: None,
+            },
+            bytes,
+        };
         if let Err(err) = cache::store(&self.cache_dir, &url, &cached) {
             tracing::warn!(list = %url, error = %err, "failed to keep the list for the next start");
         }
         let source = &mut self.sources[index];
-        source.validators = Validators {
-            etag,
-            last_modified,
-        };
-        source.checked = Some(SystemTime::now());
-        source.stale_reported = false;
+        source.validators = validators;
         source.bytes = Some(Arc::new(cached.bytes));
         source.status.sha256 = sha256;
-        source.status.rules = rules;
+        source.status.rules = checked.rules;
         source.status.loaded_at = Some(now_text());
-        source.status.checked_at = Some(now_text());
-        source.status.last_error = None;
-        source.status.stale = false;
+        source.confirmed();
         true
+    }
+
+    /// Downloads the detached signature of `url` when a public key is
+    /// configured.
+    async fn url_signature(&self, url: &Url) -> Result<Option<Vec<u8>>, String> {
+        if self.settings.public_key.is_none() {
+            return Ok(None);
+        }
+        self.fetcher
+            .fetch_plain(&signature_url(url))
+            .await
+            .map(Some)
+            .map_err(|reason| format!("the signature could not be downloaded: {reason}"))
     }
 
     /// Checks a local file; returns true when it changed and passed.
