@@ -55,6 +55,11 @@ impl ListSpec {
         if lower.starts_with("http://") || lower.starts_with("https://") {
             let url = url::Url::parse(value.trim())
                 .map_err(|err| format!("invalid list URL {value:?}: {err}"))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(format!(
+                    "invalid list URL {value:?}: credentials in the URL would show in logs, status and events; publish the list without a password, or restrict the server to your network"
+                ));
+            }
             return Ok(ListSpec {
                 path: None,
                 url: Some(url),
@@ -249,6 +254,12 @@ mod tests {
         let spec: ListSpec = "lists/hosts.txt".parse().unwrap();
         assert_eq!(spec.path, Some(PathBuf::from("lists/hosts.txt")));
         assert_eq!("builtin".parse::<ListSpec>().unwrap(), ListSpec::builtin());
+        let err = "https://admin:secret@lists.example/l.csv"
+            .parse::<ListSpec>()
+            .unwrap_err();
+        assert!(err.contains("credentials"), "{err}");
+        let url = "https://lists.example/l.csv".parse::<ListSpec>().unwrap();
+        assert_eq!(url.url.unwrap().as_str(), "https://lists.example/l.csv");
         assert_eq!(spec.options, SourceOptions::default());
     }
 

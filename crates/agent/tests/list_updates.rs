@@ -586,3 +586,44 @@ async fn list_swaps_under_load_fail_no_request() {
         webwarden.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_copy_must_pass_a_newly_set_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let keys = dir.path().join("keys");
+    list_command(&[&"keygen", &"--output-dir", &keys]);
+    let public = std::fs::read_to_string(keys.join("webwarden-list.pub")).unwrap();
+    let public_line = public
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // Cached while no key was set, so the copy has no signature.
+    let list = list_blocking("unsigned.example", 3);
+    let server = ListServer::start(&pki, &list).await;
+    let home = tempfile::tempdir().unwrap();
+    let args = config(home.path(), &pki, "");
+    let mut webwarden = start(&server.url(), home, &args);
+    wait_for_status_sha(&webwarden, &sha256_hex(list.as_bytes())).await;
+    assert!(webwarden.terminate(Duration::from_secs(10)).is_some());
+    let home = std::mem::replace(&mut webwarden.dir, tempfile::tempdir().unwrap());
+    drop(webwarden);
+
+    // With the key set and the server down, the unsigned cache is not used.
+    server.set_mode(Mode::Down);
+    let args = config(
+        home.path(),
+        &pki,
+        &format!("public_key = {public_line:?}\n"),
+    );
+    let webwarden = start(&server.url(), home, &args);
+    assert!(
+        webwarden.log().contains("ignoring the cached copy"),
+        "{}",
+        webwarden.log()
+    );
+    assert_eq!(status_file(&webwarden)["lists"][0]["rules"], 0);
+}

@@ -41,6 +41,8 @@ pub struct Cached {
     pub bytes: Vec<u8>,
     /// Its metadata.
     pub meta: CachedMeta,
+    /// The detached signature it was verified with, if any.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// Returns the hex SHA-256 of `bytes`.
@@ -59,16 +61,38 @@ fn paths(dir: &Path, url: &Url) -> (PathBuf, PathBuf) {
     )
 }
 
+fn signature_path(list_path: &Path) -> PathBuf {
+    list_path.with_extension("list.minisig")
+}
+
 /// Reads the cached copy of `url`, if there is a whole one.
 pub fn load(dir: &Path, url: &Url) -> Option<Cached> {
     let (list_path, meta_path) = paths(dir, url);
-    let meta: CachedMeta = serde_json::from_slice(&std::fs::read(&meta_path).ok()?).ok()?;
-    let bytes = std::fs::read(&list_path).ok()?;
+    let meta_bytes = std::fs::read(&meta_path).ok()?;
+    let meta: CachedMeta = match serde_json::from_slice(&meta_bytes) {
+        Ok(meta) => meta,
+        Err(err) => {
+            tracing::warn!(path = %meta_path.display(), error = %err, "cached list metadata is damaged; ignoring the cached copy");
+            return None;
+        }
+    };
+    let bytes = match std::fs::read(&list_path) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            tracing::warn!(path = %list_path.display(), error = %err, "cached list cannot be read; ignoring it");
+            return None;
+        }
+    };
     if meta.sha256 != sha256_hex(&bytes) || meta.source != url.as_str() {
         tracing::warn!(path = %list_path.display(), "cached list does not match its metadata; ignoring it");
         return None;
     }
-    Some(Cached { bytes, meta })
+    let signature = std::fs::read(signature_path(&list_path)).ok();
+    Some(Cached {
+        bytes,
+        meta,
+        signature,
+    })
 }
 
 /// Stores a verified copy of `url`.
@@ -80,6 +104,12 @@ pub fn store(dir: &Path, url: &Url, cached: &Cached) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .map_err(|err| format!("failed to create {}: {err}", dir.display()))?;
     let (list_path, meta_path) = paths(dir, url);
+    match &cached.signature {
+        Some(signature) => write_atomically(&signature_path(&list_path), signature)?,
+        None => {
+            let _ = std::fs::remove_file(signature_path(&list_path));
+        }
+    }
     write_atomically(&list_path, &cached.bytes)?;
     let meta = serde_json::to_vec_pretty(&cached.meta).expect("metadata serializes");
     write_atomically(&meta_path, &meta)
@@ -131,6 +161,7 @@ mod tests {
                 checked_at: None,
             },
             bytes,
+            signature: None,
         };
         store(dir.path(), &url, &cached).unwrap();
         let loaded = load(dir.path(), &url).unwrap();

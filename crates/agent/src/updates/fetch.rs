@@ -75,19 +75,45 @@ impl Fetcher {
     /// limit, or a body cut short.
     pub async fn fetch(&self, url: &Url, validators: &Validators) -> Result<Fetched, String> {
         let mut request = self.client.get(url.clone());
+        let conditional = validators.etag.is_some() || validators.last_modified.is_some();
         if let Some(etag) = &validators.etag {
             request = request.header(IF_NONE_MATCH, etag);
         }
         if let Some(date) = &validators.last_modified {
             request = request.header(IF_MODIFIED_SINCE, date);
         }
-        let mut response = request
-            .send()
-            .await
-            .map_err(|err| format!("GET {url} failed: {}", webwarden_events::error_chain(&err)))?;
+        let mut response = request.send().await.map_err(|err| {
+            let cause = webwarden_events::error_chain(&err);
+            let hint = if err.is_timeout() {
+                " (raise [updates] timeout_seconds if the server is slow)"
+            } else {
+                ""
+            };
+            format!("GET {url} failed: {cause}{hint}")
+        })?;
         let status = response.status();
-        if status == StatusCode::NOT_MODIFIED {
+        if status == StatusCode::NOT_MODIFIED && conditional {
             return Ok(Fetched::NotModified);
+        }
+        if status == StatusCode::NOT_MODIFIED {
+            return Err(format!(
+                "GET {url} answered 304 Not Modified to a request without If-None-Match or If-Modified-Since; the server must send the list with 200"
+            ));
+        }
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|value| {
+                    String::from_utf8_lossy(value.as_bytes())
+                        .escape_debug()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "GET {url} answered HTTP {} (redirect to {location:?}); redirects are not followed, so configure the list's final URL",
+                status.as_u16()
+            ));
         }
         if status != StatusCode::OK {
             return Err(format!(
@@ -115,8 +141,13 @@ impl Fetcher {
         let mut bytes = Vec::new();
         loop {
             let chunk = response.chunk().await.map_err(|err| {
+                let hint = if err.is_timeout() {
+                    " (raise [updates] timeout_seconds if the server is slow)"
+                } else {
+                    ""
+                };
                 format!(
-                    "GET {url}: the download was cut short after {} bytes: {}",
+                    "GET {url}: the download was cut short after {} bytes: {}{hint}",
                     bytes.len(),
                     webwarden_events::error_chain(&err)
                 )
@@ -137,13 +168,18 @@ impl Fetcher {
         })
     }
 
-    /// Fetches a small file, such as a signature, with no validators.
+    /// Fetches a small file, such as a signature, with no validators and
+    /// at most `max_bytes`.
     ///
     /// # Errors
     ///
     /// Returns the message of [`Fetcher::fetch`].
-    pub async fn fetch_plain(&self, url: &Url) -> Result<Vec<u8>, String> {
-        match self.fetch(url, &Validators::default()).await? {
+    pub async fn fetch_plain(&self, url: &Url, max_bytes: u64) -> Result<Vec<u8>, String> {
+        let limited = Fetcher {
+            client: self.client.clone(),
+            max_bytes,
+        };
+        match limited.fetch(url, &Validators::default()).await? {
             Fetched::Body { bytes, .. } => Ok(bytes),
             Fetched::NotModified => Err(format!("GET {url} answered 304 without validators")),
         }

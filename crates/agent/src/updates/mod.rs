@@ -30,6 +30,12 @@ use fetch::{Fetched, Fetcher, Validators};
 
 use crate::lists::{ListSpec, DEFAULT_LIST, DEFAULT_LIST_NAME};
 
+/// The largest detached signature downloaded; minisign's are under 1 KiB.
+const MAX_SIGNATURE_BYTES: u64 = 16 * 1024;
+
+/// The longest refresh interval accepted: a week.
+const MAX_REFRESH_SECONDS: u64 = 7 * 24 * 3600;
+
 /// `eventName` of a list that replaced the previous copy.
 pub const LIST_UPDATED: &str = "ListUpdated";
 /// `eventName` of a downloaded or changed list that failed a check.
@@ -96,6 +102,12 @@ pub fn settings(
         return Err(anyhow!(
             "a refresh interval of 0 seconds would check without pause; use at least 1 (the default is {})",
             defaults.refresh.as_secs()
+        ));
+    }
+    if refresh.is_some_and(|seconds| seconds > MAX_REFRESH_SECONDS) {
+        return Err(anyhow!(
+            "a refresh interval of {} seconds is over the limit of {MAX_REFRESH_SECONDS} (a week); agents would not see list changes",
+            refresh.unwrap_or_default()
         ));
     }
     if section.timeout_seconds == Some(0) {
@@ -167,6 +179,8 @@ struct Source {
     spec: ListSpec,
     bytes: Option<Arc<Vec<u8>>>,
     validators: Validators,
+    /// The detached signature of the copy in use, for the cache.
+    signature: Option<Vec<u8>>,
     /// File size and modification time of a local list when last read.
     file_stamp: Option<(u64, SystemTime)>,
     /// When the source last confirmed the copy is current.
@@ -198,7 +212,16 @@ pub struct ListSet {
 
 /// Reports a failed check: logs it, exports it and keeps it for the status.
 fn rejected(events: &EventSender, status: &mut ListStatus, reason: String) {
-    tracing::warn!(list = %status.source, reason, "list rejected; keeping the last good copy");
+    if status.last_error.as_deref() == Some(reason.as_str()) {
+        // The same failure again: reported already.
+        tracing::debug!(list = %status.source, reason, "list rejected again");
+        return;
+    }
+    if status.rules == 0 {
+        tracing::warn!(list = %status.source, reason, "list rejected; there is no good copy yet, so filtering goes on without this list");
+    } else {
+        tracing::warn!(list = %status.source, reason, "list rejected; keeping the last good copy");
+    }
     let mut event = AgentEvent::now(
         LIST_REJECTED,
         format!("list {} rejected: {reason}", status.source),
@@ -262,6 +285,7 @@ impl ListSet {
                 spec,
                 bytes: None,
                 validators: Validators::default(),
+                signature: None,
                 file_stamp: None,
                 checked: None,
                 stale_reported: false,
@@ -289,15 +313,31 @@ impl ListSet {
     async fn load_initial(&mut self, index: usize, events: &EventSender) -> anyhow::Result<()> {
         let spec = self.sources[index].spec.clone();
         if let Some(url) = &spec.url {
-            if let Some(cached) = cache::load(&self.cache_dir, url) {
-                tracing::info!(list = %url, fetched_at = %cached.meta.fetched_at, rules = cached.meta.rules, "using the cached copy until the next check");
+            let cached = match cache::load(&self.cache_dir, url) {
+                // The cache is checked like a download: a copy taken before
+                // a public key was set, or changed on disk, is not used.
+                Some(cached) => match self
+                    .verify(index, &cached.bytes, cached.signature.as_deref())
+                    .await
+                {
+                    Ok(checked) => Some((cached, checked)),
+                    Err(reason) => {
+                        tracing::warn!(list = %url, reason, "ignoring the cached copy, which fails the checks");
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some((cached, checked)) = cached {
+                tracing::info!(list = %url, fetched_at = %cached.meta.fetched_at, rules = checked.rules, "using the cached copy until the next check");
                 let source = &mut self.sources[index];
                 source.validators = Validators {
                     etag: cached.meta.etag.clone(),
                     last_modified: cached.meta.last_modified.clone(),
                 };
+                source.signature = cached.signature.clone();
                 source.status.sha256 = cached.meta.sha256.clone();
-                source.status.rules = cached.meta.rules;
+                source.status.rules = checked.rules;
                 source.status.loaded_at = Some(cached.meta.fetched_at.clone());
                 let checked_at = cached.meta.checked_at.clone();
                 let checked_at = checked_at.unwrap_or(cached.meta.fetched_at.clone());
@@ -383,7 +423,6 @@ impl ListSet {
         let mut builder = PolicyBuilder::new().strict(self.settings.strict);
         builder.add_text(&name, bytes, &source.spec.options);
         let policy = compiling(|| builder.build()).map_err(|err| err.to_string())?;
-        warn_local_blocks(&policy, &source.status.source);
         let rules = policy.rule_counts().total();
         let bad_rows = policy.bad_row_count();
         if rules == 0 {
@@ -402,13 +441,18 @@ impl ListSet {
                 self.settings.min_fraction * 100.0
             ));
         }
-        if let Some(key) = &self.settings.public_key {
+        // Downloaded lists need the signature; local files are the
+        // administrator's own and are checked only when signed.
+        let key = self.settings.public_key.as_ref();
+        let required = key.is_some() && source.spec.url.is_some();
+        if let (Some(key), true) = (key, required || signature.is_some()) {
             let signature = signature.ok_or_else(|| {
                 "a public key is configured but the list has no signature".to_owned()
             })?;
             crate::signing::verify_list(bytes, signature, key)
                 .map_err(|err| format!("signature check failed: {err}"))?;
         }
+        warn_local_blocks(&policy, &source.status.source);
         Ok(Checked { rules, bad_rows })
     }
 
@@ -429,6 +473,11 @@ impl ListSet {
             last_modified,
         } = fetched
         else {
+            if self.sources[index].bytes.is_none() {
+                let reason = format!("GET {url} answered 304 Not Modified, but there is no copy to keep; the server must send the list with 200");
+                rejected(events, &mut self.sources[index].status, reason);
+                return false;
+            }
             cache::mark_checked(&self.cache_dir, &url, &now_text());
             self.sources[index].confirmed();
             tracing::debug!(list = %url, "list unchanged");
@@ -473,12 +522,14 @@ impl ListSet {
                 checked_at: None,
             },
             bytes,
+            signature: signature.clone(),
         };
         if let Err(err) = cache::store(&self.cache_dir, &url, &cached) {
             tracing::warn!(list = %url, error = %err, "failed to keep the list for the next start");
         }
         let source = &mut self.sources[index];
         source.validators = validators;
+        source.signature = signature;
         source.bytes = Some(Arc::new(cached.bytes));
         source.status.sha256 = sha256;
         source.status.rules = checked.rules;
@@ -494,7 +545,7 @@ impl ListSet {
             return Ok(None);
         }
         self.fetcher
-            .fetch_plain(&signature_url(url))
+            .fetch_plain(&signature_url(url), MAX_SIGNATURE_BYTES)
             .await
             .map(Some)
             .map_err(|reason| format!("the signature could not be downloaded: {reason}"))
@@ -650,7 +701,11 @@ impl ListSet {
                 () = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => return,
             }
-            self.check_all(&events, &identity).await;
+            tokio::select! {
+                _ = self.check_all(&events, &identity) => {}
+                // A download in progress does not hold up shutdown.
+                _ = stop.changed() => return,
+            }
             on_change(&self);
         }
     }
