@@ -164,6 +164,18 @@ impl StatusWriter {
     }
 }
 
+/// The largest status file read; the agent writes a few kilobytes.
+const MAX_STATUS_BYTES: u64 = 1024 * 1024;
+
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_STATUS_BYTES)
+        .read_to_end(&mut text)?;
+    Ok(text)
+}
+
 /// Counts the lists and sinks that need attention.
 fn problems(status: &AgentStatus) -> usize {
     let lists = status
@@ -263,7 +275,7 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode, CliError> {
         None => config::default_data_dir().map_err(CliError::Usage)?,
     };
     let path = data_dir.join(STATUS_FILE);
-    let text = match std::fs::read(&path) {
+    let text = match read_limited(&path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             println!(
@@ -279,7 +291,12 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode, CliError> {
         }
     };
     let status: AgentStatus = serde_json::from_slice(&text)
-        .with_context(|| format!("invalid status file {}", path.display()))
+        .with_context(|| {
+            format!(
+                "invalid status file {}; the running agent rewrites it every few seconds, so restart the agent or delete the file",
+                path.display()
+            )
+        })
         .map_err(CliError::Failed)?;
     let age = std::fs::metadata(&path)
         .and_then(|m| m.modified())

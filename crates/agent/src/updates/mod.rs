@@ -557,15 +557,18 @@ impl ListSet {
             return false;
         };
         let stamp = file_stamp(&path);
-        let source = &mut self.sources[index];
-        source.checked = Some(SystemTime::now());
-        source.status.checked_at = Some(now_text());
-        if stamp.is_some() && stamp == source.file_stamp {
+        if stamp.is_some() && stamp == self.sources[index].file_stamp {
+            // Unchanged since the last read; a rejected file stays reported.
+            if self.sources[index].status.last_error.is_none() {
+                self.sources[index].confirmed();
+            }
             return false;
         }
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(err) => {
+                // The check time stays at the last good read, so the
+                // status shows how old the copy in use is.
                 let reason = format!("failed to read {}: {err}", path.display());
                 rejected(events, &mut self.sources[index].status, reason);
                 return false;
@@ -573,6 +576,7 @@ impl ListSet {
         };
         if sha256_hex(&bytes) == self.sources[index].status.sha256 {
             self.sources[index].file_stamp = stamp;
+            self.sources[index].confirmed();
             return false;
         }
         let signature = if self.settings.public_key.is_some() {
@@ -583,6 +587,7 @@ impl ListSet {
         match self.verify(index, &bytes, signature.as_deref()).await {
             Ok(Checked { rules, .. }) => {
                 let source = &mut self.sources[index];
+                source.confirmed();
                 source.file_stamp = stamp;
                 source.status.sha256 = sha256_hex(&bytes);
                 source.status.rules = rules;
