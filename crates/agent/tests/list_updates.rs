@@ -630,3 +630,34 @@ async fn cached_copy_must_pass_a_newly_set_key() {
     );
     assert_eq!(status_file(&webwarden)["lists"][0]["rules"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_local_list_keeps_its_last_check_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(dir.path());
+    let home = tempfile::tempdir().unwrap();
+    let args = config(home.path(), &pki, "");
+    let list = list_blocking("local.example", 2);
+    let options = ProxyOptions {
+        list: &list,
+        inspection: "all",
+        trusted_roots: None,
+    };
+    let webwarden = Webwarden::start_in(home, &options, &args);
+    wait_for_status_sha(&webwarden, &sha256_hex(list.as_bytes())).await;
+    assert_eq!(status_for(&webwarden, "local.example").await, 403);
+
+    std::fs::remove_file(webwarden.list_path()).unwrap();
+    let deadline = Instant::now() + CHANGE_TIMEOUT;
+    while status_file(&webwarden)["lists"][0]["lastError"].is_null() {
+        assert!(Instant::now() < deadline, "{}", status_file(&webwarden));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let checked = status_file(&webwarden)["lists"][0]["checkedAt"].clone();
+    // Several more checks fail; the check time and the block stay.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = status_file(&webwarden);
+    assert_eq!(status["lists"][0]["checkedAt"], checked, "{status}");
+    assert!(status["lists"][0]["lastError"].is_string(), "{status}");
+    assert_eq!(status_for(&webwarden, "local.example").await, 403);
+}
