@@ -113,35 +113,42 @@ fn or_builtin(specs: &[ListSpec]) -> std::borrow::Cow<'_, [ListSpec]> {
     }
 }
 
-/// Returns the version of a set of lists: the first 12 hex digits of the
-/// SHA-256 over the lists' contents in order, so every agent with the same
-/// lists reports the same version wherever the files are.
+/// Returns the version of lists with these contents, in order: the first
+/// 12 hex digits of their SHA-256, so every agent with the same lists
+/// reports the same version wherever the files are.
+pub fn version_of<'a>(contents: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for bytes in contents {
+        hash.update(bytes);
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Returns the version of the local lists among `specs` (see
+/// [`version_of`]). Downloaded lists are left out: only `webwarden run`
+/// has their contents.
 ///
 /// # Errors
 ///
 /// Fails when a list file cannot be read.
 pub fn version(specs: &[ListSpec]) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hash = Sha256::new();
+    let mut contents = Vec::new();
     for spec in or_builtin(specs).iter() {
-        match &spec.path {
-            None => {
-                hash.update(DEFAULT_LIST);
-            }
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|err| {
-                    anyhow!(
-                        "failed to read list {} for its version: {err}",
-                        path.display()
-                    )
-                })?;
-                hash.update(&bytes);
-            }
+        match (&spec.url, &spec.path) {
+            (Some(_), _) => {}
+            (None, None) => contents.push(DEFAULT_LIST.to_vec()),
+            (None, Some(path)) => contents.push(std::fs::read(path).map_err(|err| {
+                anyhow!(
+                    "failed to read list {} for its version: {err}",
+                    path.display()
+                )
+            })?),
         }
-        hash.update([0]);
     }
-    let digest = hash.finalize();
-    Ok(digest[..6].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(version_of(contents.iter().map(Vec::as_slice)))
 }
 
 /// Parses the `key=value,...` form of a `--list` value.

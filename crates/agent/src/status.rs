@@ -42,29 +42,9 @@ pub struct AgentStatus {
     /// The version of the lists in use.
     pub list_version: String,
     /// Each list.
-    pub lists: Vec<ListView>,
+    pub lists: Vec<ListStatus>,
     /// Each SIEM sink.
     pub sinks: Vec<SinkView>,
-}
-
-/// One list in the status file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListView {
-    /// The path, URL or built-in name.
-    pub source: String,
-    /// SHA-256 of the copy in use.
-    pub sha256: String,
-    /// Rules of the copy in use.
-    pub rules: usize,
-    /// When the copy in use was loaded.
-    pub loaded_at: Option<String>,
-    /// When the source last confirmed the copy is current.
-    pub checked_at: Option<String>,
-    /// The last failed check.
-    pub last_error: Option<String>,
-    /// Not confirmed current within the stale limit.
-    pub stale: bool,
 }
 
 /// One sink in the status file.
@@ -79,20 +59,6 @@ pub struct SinkView {
     pub healthy: bool,
     /// The last failure.
     pub last_error: Option<String>,
-}
-
-impl From<ListStatus> for ListView {
-    fn from(status: ListStatus) -> ListView {
-        ListView {
-            source: status.source,
-            sha256: status.sha256,
-            rules: status.rules,
-            loaded_at: status.loaded_at,
-            checked_at: status.checked_at,
-            last_error: status.last_error,
-            stale: status.stale,
-        }
-    }
 }
 
 /// Keeps the status of a running agent and writes it to the status file.
@@ -124,7 +90,7 @@ impl StatusWriter {
         {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.list_version = version.to_owned();
-            status.lists = lists.into_iter().map(ListView::from).collect();
+            status.lists = lists;
         }
         self.write();
     }

@@ -32,8 +32,8 @@ pub use export::{
 };
 pub use identity::{app_specific_id, Identity, IdentityHandle};
 pub use sink::{
-    error_chain, parse_http_url, SinkConfig, SinkError, SyslogTarget, SyslogTransport,
-    DEFAULT_TIMEOUT, QRADAR_HTTP_PORT, SYSLOG_PORT, SYSLOG_TLS_PORT,
+    error_chain, parse_http_url, redirect_location, SinkConfig, SinkError, SyslogTarget,
+    SyslogTransport, DEFAULT_TIMEOUT, QRADAR_HTTP_PORT, SYSLOG_PORT, SYSLOG_TLS_PORT,
 };
 pub use spool::{Spool, SpoolError};
 pub use tls::TlsFiles;

@@ -101,15 +101,7 @@ impl Fetcher {
             ));
         }
         if status.is_redirection() {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map(|value| {
-                    String::from_utf8_lossy(value.as_bytes())
-                        .escape_debug()
-                        .to_string()
-                })
-                .unwrap_or_default();
+            let location = webwarden_events::redirect_location(&response);
             return Err(format!(
                 "GET {url} answered HTTP {} (redirect to {location:?}); redirects are not followed, so configure the list's final URL",
                 status.as_u16()

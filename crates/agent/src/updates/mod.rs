@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use url::Url;
@@ -149,7 +149,7 @@ pub fn settings(
 }
 
 /// The state of one list, as the status file shows it.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ListStatus {
     /// The path, URL or built-in name.
@@ -393,19 +393,16 @@ impl ListSet {
     /// Compiles every loaded copy into one policy and updates the version.
     fn build(&mut self) -> anyhow::Result<Policy> {
         let mut builder = PolicyBuilder::new().strict(self.settings.strict);
-        let mut hash = sha2::Sha256::default();
         for source in &self.sources {
             let Some(bytes) = &source.bytes else { continue };
             let name = source_name(&source.spec);
             builder.add_text(&name, bytes, &source.spec.options);
-            sha2::Digest::update(&mut hash, bytes.as_slice());
-            sha2::Digest::update(&mut hash, [0u8]);
         }
         let policy = builder
             .build()
             .map_err(|err| anyhow!("the lists do not compile together: {err}"))?;
-        let digest = sha2::Digest::finalize(hash);
-        self.version = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let loaded = self.sources.iter().filter_map(|s| s.bytes.as_deref());
+        self.version = crate::lists::version_of(loaded.map(Vec::as_slice));
         Ok(policy)
     }
 

@@ -146,15 +146,7 @@ impl HttpSink {
             return Ok(format!("accepted by {url} (HTTP {})", status.as_u16()));
         }
         if status.is_redirection() {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map(|value| {
-                    String::from_utf8_lossy(value.as_bytes())
-                        .escape_debug()
-                        .to_string()
-                })
-                .unwrap_or_default();
+            let location = redirect_location(&response);
             return Err(format!(
                 "POST {url} answered HTTP {} (redirect to {location:?}); webwarden does not follow redirects, so configure the collector's own URL",
                 status.as_u16()
@@ -167,6 +159,20 @@ impl HttpSink {
             start.trim().escape_debug()
         ))
     }
+}
+
+/// Returns a redirect's `Location` header with control characters escaped,
+/// or an empty string.
+pub fn redirect_location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|value| {
+            String::from_utf8_lossy(value.as_bytes())
+                .escape_debug()
+                .to_string()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads up to `limit` bytes of a response body and drops the rest.

@@ -17,8 +17,8 @@ use crate::spool::Record;
 use crate::TlsFiles;
 
 pub(crate) use file::FileSink;
-pub use http::error_chain;
 pub(crate) use http::HttpSink;
+pub use http::{error_chain, redirect_location};
 pub(crate) use syslog::SyslogSink;
 
 /// The QRadar HTTP Receiver's usual port.
