@@ -40,10 +40,10 @@ pub struct FileConfig {
     /// The on-disk queue toward the SIEM.
     #[serde(default)]
     pub spool: SpoolSection,
-    /// Where events go, besides `events_file`.
+    /// The SIEM sinks, besides `events_file`.
     #[serde(default)]
     pub siem: Vec<SiemEntry>,
-    /// How downloaded and local lists are refreshed and checked.
+    /// The refresh and check settings of downloaded and local lists.
     #[serde(default)]
     pub updates: UpdatesSection,
 }
@@ -84,7 +84,7 @@ pub struct SpoolSection {
     pub max_bytes: Option<u64>,
     /// Delay after the first failed delivery, in milliseconds.
     pub retry_initial_ms: Option<u64>,
-    /// Longest delay between delivery attempts, in seconds.
+    /// Maximum delay between delivery attempts, in seconds.
     pub retry_max_seconds: Option<u64>,
 }
 

@@ -420,8 +420,8 @@ async fn http_receiver_faults_lose_no_events() {
     }
     assert_duplicates_identical(&single);
     assert_duplicates_identical(&batched);
-    // The batched receiver answered later than the sink waits, so the sink
-    // sent those events again; their IDs show the copies.
+    // The batched receiver responded later than the sink waits, so the sink
+    // sent those events again. Their IDs show the copies.
     assert!(
         batched.duplicates_count() > 0,
         "the slow fault caused no resend"
@@ -545,7 +545,7 @@ async fn sigkill_while_events_flow_loses_no_spooled_event() {
     ]));
 
     // First crash: the receiver fails, so nothing is delivered and the
-    // spool holds a backlog.
+    // spool contains a backlog.
     receiver.set_fault(Fault::Status(503)).await;
     let (home, first) = crash_while_loaded(home, &args, &origin, 0, 40, async {}).await;
 

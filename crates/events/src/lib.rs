@@ -11,7 +11,7 @@
 //! with a LEEF payload over TCP, TLS or UDP, or a JSON-lines file. Each sink
 //! keeps its own position in the spool and retries with backoff until its
 //! receiver accepts, so delivery is at least once and survives restarts and
-//! crashes; receivers drop duplicates by `eventId`.
+//! crashes. Receivers drop duplicates by `eventId`.
 
 mod channel;
 mod event;

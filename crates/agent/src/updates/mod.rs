@@ -33,7 +33,7 @@ use crate::lists::{ListSpec, DEFAULT_LIST, DEFAULT_LIST_NAME};
 /// The largest detached signature downloaded; minisign's are under 1 KiB.
 const MAX_SIGNATURE_BYTES: u64 = 16 * 1024;
 
-/// The longest refresh interval accepted: a week.
+/// The maximum refresh interval: a week.
 const MAX_REFRESH_SECONDS: u64 = 7 * 24 * 3600;
 
 /// `eventName` of a list that replaced the previous copy.
@@ -771,8 +771,8 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// The detached signature's URL: the list's URL with `.minisig` appended
-/// to its path.
+/// Returns the detached signature's URL: the list's URL with `.minisig`
+/// appended to its path.
 fn signature_url(url: &Url) -> Url {
     let mut signature = url.clone();
     signature.set_path(&format!("{}.minisig", url.path()));

@@ -4,7 +4,7 @@
 //!
 //! A syslog receiver sends nothing back, so a TCP write succeeds even when the
 //! receiver has already closed the connection. Before each batch the sink
-//! checks whether the receiver closed its side and reconnects if so; what a
+//! checks whether the receiver closed its side and reconnects if so. What a
 //! receiver drops after that point is beyond what syslog can report.
 
 use std::io::ErrorKind;

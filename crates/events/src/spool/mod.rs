@@ -13,8 +13,8 @@
 //! the kernel keeps it when the agent is killed. Segments are flushed to the
 //! disk every [`SYNC_INTERVAL`], so a power cut loses at most that much.
 //! When the spool grows past its byte limit the oldest segment is deleted
-//! even if a sink has not read it; that sink then reports how many events it
-//! lost in an `EventsDropped` event.
+//! even if a sink has not read it. That sink then reports how many events
+//! it lost in an `EventsDropped` event.
 
 mod reader;
 mod writer;

@@ -422,7 +422,7 @@ async fn cursor_inside_a_line_rewinds_to_segment_start() {
 }
 
 #[tokio::test]
-async fn lost_tail_of_sent_events_gets_new_spool_id() {
+async fn lost_sent_tail_gets_new_id() {
     let dir = tempfile::tempdir().unwrap();
     let first_id;
     {
