@@ -1,0 +1,7 @@
+//! What webwarden changes in the operating system, each part behind a
+//! trait with one implementation per OS:
+//!
+//! - [`command`]: runs the OS tools these parts call, with errors that name
+//!   the tool and the package that provides it.
+
+pub mod command;
