@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use webwarden_proxy::LocalCa;
 
+use crate::ca_store::{CaStore, Keychain};
 use crate::{config, CliError};
 
 /// `webwarden ca` subcommands.
@@ -20,19 +20,27 @@ pub enum CaCommand {
 /// Arguments of `webwarden ca export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Directory that contains the CA [default: the OS data directory].
+    /// Directory that contains the CA [default: the configured or the OS
+    /// data directory].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Configuration file, for `data_dir` and `[ca] key_storage`; without
+    /// it, the default file if it exists.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// Runs a `webwarden ca` subcommand.
 pub fn run(command: &CaCommand) -> Result<ExitCode, CliError> {
     let CaCommand::Export(args) = command;
-    let dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => config::default_data_dir().map_err(CliError::Usage)?,
-    };
-    let (ca, _) = LocalCa::load_or_create(&dir).map_err(|err| CliError::Failed(err.into()))?;
+    let (file, _) = config::load(args.config.as_deref()).map_err(CliError::Usage)?;
+    let dir = config::data_dir(args.data_dir.as_deref(), &file)?;
+    let keychain =
+        Keychain::open(file.ca.key_storage).map_err(|err| CliError::Failed(err.into()))?;
+    let opened = CaStore::new(&dir, keychain)
+        .open_or_create()
+        .map_err(|err| CliError::Failed(err.into()))?;
+    let ca = opened.ca;
     std::io::stdout()
         .lock()
         .write_all(ca.cert_pem().as_bytes())?;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use webwarden_policy::{Action, Format, SourceOptions};
 use webwarden_proxy::InspectionMode;
 
+use crate::ca_store::KeyStorage;
 use crate::lists::ListSpec;
 
 /// The configuration file's contents.
@@ -46,6 +47,19 @@ pub struct FileConfig {
     /// The refresh and check settings of downloaded and local lists.
     #[serde(default)]
     pub updates: UpdatesSection,
+    /// Where the root CA's key is kept.
+    #[serde(default)]
+    pub ca: CaSection,
+}
+
+/// The `[ca]` table.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// `auto` (default): the OS keychain, or an owner-only file where none
+    /// works; `keychain`: the keychain only; `file`: the file only.
+    #[serde(default)]
+    pub key_storage: KeyStorage,
 }
 
 /// The `[updates]` table.

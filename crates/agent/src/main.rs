@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod alloc;
 mod ca_cmd;
+mod ca_store;
 mod check;
 mod config;
 mod list_build;

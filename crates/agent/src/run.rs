@@ -2,14 +2,15 @@
 //! event export and the list updater, and runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::anyhow;
 use clap::Args;
-use webwarden_proxy::{InspectionMode, LocalCa, ProxySettings};
+use webwarden_proxy::{InspectionMode, ProxySettings};
 
+use crate::ca_store::{CaStore, KeyStorage, Keychain, OpenedCa, CA_CERT_FILE};
 use crate::siem::SinkArgs;
 use crate::status::StatusWriter;
 use crate::updates::{self, ListSet};
@@ -87,10 +88,7 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     identity.set_list_version(lists.version());
     siem::log_identity(&identity);
 
-    let (ca, created) = LocalCa::load_or_create(&data_dir)
-        .map_err(|err| CliError::Failed(anyhow::Error::new(err)))?;
-    let ca_path = data_dir.join(webwarden_proxy::ca::CA_CERT_FILE);
-    tracing::info!(path = %ca_path.display(), created, expires = %ca.not_after(), "root CA ready");
+    let ca = open_ca(&data_dir, file.ca.key_storage).await?;
 
     let listen = args.listen.or(file.listen).unwrap_or_else(|| {
         webwarden_proxy::DEFAULT_LISTEN
@@ -118,7 +116,7 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
 
     let served = webwarden_proxy::serve(
         listener,
-        Arc::new(ca),
+        Arc::new(ca.ca),
         policy,
         events,
         settings,
@@ -135,6 +133,27 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens or creates the CA on a blocking thread, since the keychain may
+/// answer over D-Bus.
+async fn open_ca(data_dir: &Path, storage: KeyStorage) -> Result<OpenedCa, CliError> {
+    let dir = data_dir.to_owned();
+    let opened = tokio::task::spawn_blocking(move || {
+        let keychain = Keychain::open(storage)?;
+        CaStore::new(&dir, keychain).open_or_create()
+    })
+    .await
+    .map_err(|err| CliError::Failed(err.into()))?
+    .map_err(|err| CliError::Failed(err.into()))?;
+    tracing::info!(
+        path = %data_dir.join(CA_CERT_FILE).display(),
+        created = opened.created,
+        key = %opened.key_location,
+        expires = %opened.ca.not_after(),
+        "root CA ready"
+    );
+    Ok(opened)
 }
 
 /// Logs each loaded list and prints the bad rows as warnings.

@@ -347,9 +347,7 @@ fn ca_export_creates_then_reuses_ca() {
     std::fs::write(dir.path().join("data/ca.pem"), "garbage").unwrap();
     let broken = webwarden(&["ca", "export", "--data-dir", data], "");
     assert_eq!(broken.status.code(), Some(1));
-    assert!(
-        stderr(&broken).contains("invalid CA file"),
-        "{}",
-        stderr(&broken)
-    );
+    let message = stderr(&broken);
+    assert!(message.contains("invalid CA in"), "{message}");
+    assert!(message.contains("data/ca.pem"), "{message}");
 }

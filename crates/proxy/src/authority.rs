@@ -136,15 +136,14 @@ mod tests {
     use super::*;
     use x509_parser::extensions::GeneralName;
 
-    fn test_ca() -> (tempfile::TempDir, Arc<LocalCa>) {
-        let dir = tempfile::tempdir().unwrap();
-        let (ca, _) = LocalCa::load_or_create(dir.path()).unwrap();
-        (dir, Arc::new(ca))
+    fn test_ca() -> Arc<LocalCa> {
+        let (ca, _) = LocalCa::generate().unwrap();
+        Arc::new(ca)
     }
 
     #[test]
     fn leaf_has_own_key_and_dns_name() {
-        let (_dir, ca) = test_ca();
+        let ca = test_ca();
         let (cert, _) = issue_leaf(&ca, "www.example.com").unwrap();
         let (_, leaf) = x509_parser::parse_x509_certificate(&cert).unwrap();
         let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
@@ -161,7 +160,7 @@ mod tests {
 
     #[test]
     fn ip_host_gets_ip_san() {
-        let (_dir, ca) = test_ca();
+        let ca = test_ca();
         for (host, bytes) in [
             ("192.0.2.7", vec![192, 0, 2, 7]),
             (
@@ -182,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn configs_are_cached_per_host() {
-        let (_dir, ca) = test_ca();
+        let ca = test_ca();
         let authority = LeafAuthority::new(ca, 10).unwrap();
         let first = authority
             .gen_server_config(&Authority::from_static("a.example:443"))

@@ -1,14 +1,9 @@
-//! The per-installation root certificate authority: created on first start,
-//! stored in the data directory, and validated every time it is loaded, so
-//! a damaged file is a clear startup error and never a failure inside a
-//! connection.
+//! The per-installation root certificate authority: generated once, and
+//! validated every time it is loaded, so a damaged certificate or key is a
+//! clear startup error and never a failure inside a connection.
 //!
-//! The certificate is `ca.pem`; the private key is `ca.key`, readable only
-//! by its owner.
-
-use std::fs;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+//! Where the certificate and key are kept is the agent's concern: this
+//! module takes and returns them as bytes.
 
 use hudsucker::rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
@@ -17,47 +12,19 @@ use hudsucker::rcgen::{
 use thiserror::Error;
 use time::{Duration, OffsetDateTime};
 
-/// File name of the CA certificate in the data directory.
-pub const CA_CERT_FILE: &str = "ca.pem";
-
-/// File name of the CA private key in the data directory.
-pub const CA_KEY_FILE: &str = "ca.key";
-
 /// Validity of a new CA certificate.
 const CA_VALIDITY: Duration = Duration::days(3 * 365);
 
-/// The reason the CA could not be created or loaded.
+/// The reason a CA could not be generated or loaded.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CaError {
-    /// A file could not be read or written.
-    #[error("failed to access {path}")]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
-    /// Only one of the two files exists.
-    #[error(
-        "{present} exists but {missing} does not; restore the missing file, or move both \
-         away to create a new CA (browsers must then trust the new one)"
-    )]
-    Incomplete {
-        /// The file that exists.
-        present: PathBuf,
-        /// The file that is missing.
-        missing: PathBuf,
-    },
-    /// A file exists but its content is not usable.
-    #[error("invalid CA file {path}: {reason}; fix or remove it to create a new CA")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The problem with it.
-        reason: String,
-    },
+    /// The certificate is not usable.
+    #[error("invalid CA certificate: {0}")]
+    InvalidCert(String),
+    /// The private key is not usable.
+    #[error("invalid CA private key: {0}")]
+    InvalidKey(String),
     /// Generating the key or certificate failed.
     #[error("failed to generate the CA: {0}")]
     Generate(String),
@@ -66,6 +33,7 @@ pub enum CaError {
 /// A loaded and validated root CA.
 pub struct LocalCa {
     cert_pem: String,
+    cert_der: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
     not_after: OffsetDateTime,
 }
@@ -80,77 +48,47 @@ impl std::fmt::Debug for LocalCa {
 }
 
 impl LocalCa {
-    /// Loads the CA from `dir`, or creates it there when neither file
-    /// exists. Returns the CA and whether it was created.
+    /// Generates a new CA with a P-256 key. Returns the CA and its private
+    /// key as PKCS#8 DER, for the caller to store.
     ///
     /// # Errors
     ///
-    /// Returns a [`CaError`] naming the file when a file cannot be read or
-    /// written, only one of the two exists, or one is invalid.
-    pub fn load_or_create(dir: &Path) -> Result<(LocalCa, bool), CaError> {
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_path = dir.join(CA_KEY_FILE);
-        match (cert_path.exists(), key_path.exists()) {
-            (true, true) => Ok((LocalCa::load(&cert_path, &key_path)?, false)),
-            (false, false) => Ok((LocalCa::create(dir, &cert_path, &key_path)?, true)),
-            (true, false) => Err(CaError::Incomplete {
-                present: cert_path,
-                missing: key_path,
-            }),
-            (false, true) => Err(CaError::Incomplete {
-                present: key_path,
-                missing: cert_path,
-            }),
-        }
-    }
-
-    /// Loads and validates an existing CA.
-    ///
-    /// # Errors
-    ///
-    /// Returns a [`CaError`] naming the file that cannot be read or is
-    /// invalid: a key that does not parse, a certificate that does not
-    /// parse, is not a CA, has expired, or does not belong to the key.
-    pub fn load(cert_path: &Path, key_path: &Path) -> Result<LocalCa, CaError> {
-        let cert_pem = read(cert_path)?;
-        let key_pem = read(key_path)?;
-        let invalid = |path: &Path, reason: String| CaError::Invalid {
-            path: path.to_owned(),
-            reason,
-        };
-        let key = KeyPair::from_pem(&key_pem)
-            .map_err(|err| invalid(key_path, format!("not a PEM private key ({err})")))?;
-        let not_after = validate_cert(&cert_pem, &key).map_err(|r| invalid(cert_path, r))?;
-        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
-            .map_err(|err| invalid(cert_path, err.to_string()))?;
-        Ok(LocalCa {
-            cert_pem,
-            issuer,
-            not_after,
-        })
-    }
-
-    fn create(dir: &Path, cert_path: &Path, key_path: &Path) -> Result<LocalCa, CaError> {
-        fs::create_dir_all(dir).map_err(|source| CaError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+    /// Returns [`CaError::Generate`] when key or certificate generation fails.
+    pub fn generate() -> Result<(LocalCa, Vec<u8>), CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
             .map_err(|err| CaError::Generate(err.to_string()))?;
+        let key_der = key.serialize_der();
         let params = ca_params()?;
         let not_after = params.not_after;
         let cert = params
             .self_signed(&key)
             .map_err(|err| CaError::Generate(err.to_string()))?;
-
-        // The key is written first and only then the certificate, so a crash
-        // in between leaves an incomplete pair that the next start reports.
-        write_private(key_path, &key.serialize_pem())?;
-        write_public(cert_path, &cert.pem())?;
-        tracing::info!(path = %cert_path.display(), "created a new root CA");
-        Ok(LocalCa {
+        let ca = LocalCa {
             cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
             issuer: Issuer::new(params, key),
+            not_after,
+        };
+        Ok((ca, key_der))
+    }
+
+    /// Loads and validates a CA from its PEM certificate and its private
+    /// key, given as PKCS#8 DER or PEM.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CaError::InvalidKey`] when the key does not parse, and
+    /// [`CaError::InvalidCert`] when the certificate does not parse, is not
+    /// a CA, is not valid now, or does not belong to the key.
+    pub fn from_parts(cert_pem: &str, key: &[u8]) -> Result<LocalCa, CaError> {
+        let key = parse_key(key)?;
+        let (cert_der, not_after) = validate_cert(cert_pem, &key).map_err(CaError::InvalidCert)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
+            .map_err(|err| CaError::InvalidCert(err.to_string()))?;
+        Ok(LocalCa {
+            cert_pem: cert_pem.to_owned(),
+            cert_der,
+            issuer,
             not_after,
         })
     }
@@ -160,6 +98,11 @@ impl LocalCa {
         &self.cert_pem
     }
 
+    /// Returns the CA certificate in DER form.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
     /// When the CA certificate expires.
     pub fn not_after(&self) -> OffsetDateTime {
         self.not_after
@@ -167,6 +110,38 @@ impl LocalCa {
 
     pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
+    }
+}
+
+/// Returns the PEM form of a PKCS#8 DER private key, for a key file.
+///
+/// # Errors
+///
+/// Returns [`CaError::InvalidKey`] when the key does not parse.
+pub fn key_pem(key_der: &[u8]) -> Result<String, CaError> {
+    Ok(parse_key(key_der)?.serialize_pem())
+}
+
+/// Returns the DER form of the first certificate in a PEM text.
+///
+/// # Errors
+///
+/// Returns [`CaError::InvalidCert`] when the text contains no PEM certificate.
+pub fn cert_der(cert_pem: &str) -> Result<Vec<u8>, CaError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|err| CaError::InvalidCert(format!("not a PEM certificate ({err})")))?;
+    Ok(pem.contents)
+}
+
+/// Parses a PKCS#8 key in PEM or DER form.
+fn parse_key(key: &[u8]) -> Result<KeyPair, CaError> {
+    let invalid = |err: hudsucker::rcgen::Error| CaError::InvalidKey(err.to_string());
+    if key.starts_with(b"-----BEGIN") {
+        let pem = std::str::from_utf8(key)
+            .map_err(|_| CaError::InvalidKey("the PEM text is not UTF-8".to_owned()))?;
+        KeyPair::from_pem(pem).map_err(invalid)
+    } else {
+        KeyPair::try_from(key).map_err(invalid)
     }
 }
 
@@ -186,7 +161,11 @@ fn ca_params() -> Result<CertificateParams, CaError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     params.serial_number = Some(random_serial()?);
-    let now = OffsetDateTime::now_utc();
+    // Certificates keep whole seconds, so the expiry reported at generation
+    // equals the one read back from the certificate.
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .map_err(|err| CaError::Generate(err.to_string()))?;
     params.not_before = now - Duration::hours(1);
     params.not_after = now + CA_VALIDITY;
     Ok(params)
@@ -203,8 +182,8 @@ pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
 }
 
 /// Checks that the PEM contains one CA certificate for `key` that is valid now,
-/// and returns its expiry.
-fn validate_cert(cert_pem: &str, key: &KeyPair) -> Result<OffsetDateTime, String> {
+/// and returns its DER form and expiry.
+fn validate_cert(cert_pem: &str, key: &KeyPair) -> Result<(Vec<u8>, OffsetDateTime), String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
         .map_err(|err| format!("not a PEM certificate ({err})"))?;
     let cert = pem
@@ -219,7 +198,7 @@ fn validate_cert(cert_pem: &str, key: &KeyPair) -> Result<OffsetDateTime, String
         return Err("the certificate is not a CA certificate".to_owned());
     }
     if cert.public_key().raw != key.subject_public_key_info().as_slice() {
-        return Err("the certificate does not belong to the private key in ca.key".to_owned());
+        return Err("the certificate does not belong to the private key".to_owned());
     }
     let validity = cert.validity();
     let not_after = validity.not_after.to_datetime();
@@ -228,45 +207,11 @@ fn validate_cert(cert_pem: &str, key: &KeyPair) -> Result<OffsetDateTime, String
             "the certificate is not valid now (it expires {not_after})"
         ));
     }
-    Ok(not_after)
-}
-
-fn read(path: &Path) -> Result<String, CaError> {
-    fs::read_to_string(path).map_err(|source| CaError::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// Writes a new file that only its owner can read (mode 0600 on Unix).
-fn write_private(path: &Path, contents: &str) -> Result<(), CaError> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    // NOTE: on Windows the file inherits the data directory's ACL, which
-    // for a per-user data directory admits only that user and SYSTEM.
-    let io_error = |source| CaError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = options.open(path).map_err(io_error)?;
-    file.write_all(contents.as_bytes()).map_err(io_error)?;
-    file.sync_all().map_err(io_error)
-}
-
-fn write_public(path: &Path, contents: &str) -> Result<(), CaError> {
-    fs::write(path, contents).map_err(|source| CaError::Io {
-        path: path.to_owned(),
-        source,
-    })
+    Ok((pem.contents, not_after))
 }
 
 fn hostname() -> String {
-    fs::read_to_string("/etc/hostname")
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
@@ -279,31 +224,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ca_is_created_once_then_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (first, created) = LocalCa::load_or_create(dir.path()).unwrap();
-        assert!(created);
-        let (second, created) = LocalCa::load_or_create(dir.path()).unwrap();
-        assert!(!created);
-        assert_eq!(first.cert_pem(), second.cert_pem());
+    fn generated_ca_loads_from_its_parts() {
+        let (ca, key_der) = LocalCa::generate().unwrap();
+        let loaded = LocalCa::from_parts(ca.cert_pem(), &key_der).unwrap();
+        assert_eq!(loaded.cert_der(), ca.cert_der());
+        assert_eq!(loaded.not_after(), ca.not_after());
 
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(CA_KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        let key_pem = KeyPair::try_from(key_der.as_slice())
+            .unwrap()
+            .serialize_pem();
+        let from_pem = LocalCa::from_parts(ca.cert_pem(), key_pem.as_bytes()).unwrap();
+        assert_eq!(from_pem.cert_der(), ca.cert_der());
     }
 
     #[test]
     fn new_ca_has_ca_constraints_and_validity() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ca, _) = LocalCa::load_or_create(dir.path()).unwrap();
-        let (_, pem) = x509_parser::pem::parse_x509_pem(ca.cert_pem().as_bytes()).unwrap();
-        let cert = pem.parse_x509().unwrap();
+        let (ca, _) = LocalCa::generate().unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
         let constraints = cert.basic_constraints().unwrap().unwrap().value;
         assert!(constraints.ca);
         assert_eq!(constraints.path_len_constraint, Some(0));
@@ -318,29 +255,28 @@ mod tests {
     }
 
     #[test]
-    fn damaged_files_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        LocalCa::load_or_create(dir.path()).unwrap();
-        let cert_path = dir.path().join(CA_CERT_FILE);
-        let key_path = dir.path().join(CA_KEY_FILE);
-        let good_cert = fs::read_to_string(&cert_path).unwrap();
+    fn damaged_parts_are_clear_errors() {
+        let (ca, key_der) = LocalCa::generate().unwrap();
 
-        fs::write(&cert_path, "not a certificate").unwrap();
-        let err = LocalCa::load_or_create(dir.path()).unwrap_err().to_string();
+        let err = LocalCa::from_parts("not a certificate", &key_der).unwrap_err();
         assert!(
-            err.contains("invalid CA file") && err.contains("ca.pem"),
+            err.to_string()
+                .starts_with("invalid CA certificate: not a PEM"),
             "{err}"
         );
 
-        fs::write(&cert_path, &good_cert).unwrap();
-        let other = tempfile::tempdir().unwrap();
-        LocalCa::load_or_create(other.path()).unwrap();
-        fs::copy(other.path().join(CA_KEY_FILE), &key_path).unwrap();
-        let err = LocalCa::load_or_create(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("does not belong to the private key"), "{err}");
+        let err = LocalCa::from_parts(ca.cert_pem(), b"not a key").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid CA private key"),
+            "{err}"
+        );
 
-        fs::remove_file(&key_path).unwrap();
-        let err = LocalCa::load_or_create(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("ca.key does not"), "{err}");
+        let (_, other_key) = LocalCa::generate().unwrap();
+        let err = LocalCa::from_parts(ca.cert_pem(), &other_key).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not belong to the private key"),
+            "{err}"
+        );
     }
 }
