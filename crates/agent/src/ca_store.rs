@@ -24,6 +24,12 @@ pub const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA private key when it is kept in a file.
 pub const CA_KEY_FILE: &str = "ca.key";
 
+/// File name of the certificate that a rotation replaced.
+pub const CA_PREVIOUS_FILE: &str = "ca-previous.pem";
+
+/// File name of a new certificate during a rotation.
+const CA_NEXT_FILE: &str = "ca.pem.next";
+
 /// The `[ca] key_storage` setting.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -62,6 +68,12 @@ pub enum CaStoreError {
         keychain: String,
         /// The key file.
         file: PathBuf,
+    },
+    /// There is no CA yet.
+    #[error("there is no CA certificate at {cert}; `webwarden ca export` or `webwarden run` creates one")]
+    NoCa {
+        /// The missing certificate file.
+        cert: PathBuf,
     },
     /// A key file exists without its certificate.
     #[error(
@@ -143,6 +155,15 @@ pub struct OpenedCa {
     pub key_location: String,
 }
 
+/// The outcome of [`CaStore::rotate`].
+#[derive(Debug)]
+pub struct Rotation {
+    /// The replaced CA.
+    pub previous: LocalCa,
+    /// The new CA.
+    pub current: OpenedCa,
+}
+
 /// The CA files of one data directory.
 #[derive(Debug, Clone)]
 pub struct CaStore {
@@ -176,23 +197,117 @@ impl CaStore {
     /// Returns a [`CaStoreError`] naming the file or keychain entry that is
     /// missing, unreadable or invalid.
     pub fn open_or_create(&self) -> Result<OpenedCa, CaStoreError> {
-        let cert_path = self.cert_path();
-        match fs::read_to_string(&cert_path) {
-            Ok(cert_pem) => self.load(&cert_pem),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+        match self.open() {
+            Err(CaStoreError::NoCa { .. }) => {
                 let key_path = self.key_file().path().to_owned();
                 if key_path.exists() {
                     return Err(CaStoreError::MissingCert {
                         key: key_path,
-                        cert: cert_path,
+                        cert: self.cert_path(),
                     });
                 }
                 self.create()
+            }
+            opened => opened,
+        }
+    }
+
+    /// Loads the CA, which must exist. Finishes a rotation that was cut
+    /// short first.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CaStoreError::NoCa`] when there is no certificate, and
+    /// another [`CaStoreError`] naming the file or keychain entry that is
+    /// missing, unreadable or invalid.
+    pub fn open(&self) -> Result<OpenedCa, CaStoreError> {
+        self.finish_rotation();
+        let cert_path = self.cert_path();
+        match fs::read_to_string(&cert_path) {
+            Ok(cert_pem) => self.load(&cert_pem),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                Err(CaStoreError::NoCa { cert: cert_path })
             }
             Err(source) => Err(CaStoreError::Io {
                 path: cert_path,
                 source,
             }),
+        }
+    }
+
+    /// Replaces the CA with a new one and returns both. The old certificate
+    /// is kept as `ca-previous.pem` and its key is deleted.
+    ///
+    /// The new certificate is written to `ca.pem.next` first and renamed
+    /// over `ca.pem` once its key is stored, so a crash leaves either CA
+    /// whole: [`CaStore::open`] finishes or drops the cut-short rotation.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`CaStoreError`] when the current CA does not load or the
+    /// new one cannot be stored; the current CA then stays in place.
+    pub fn rotate(&self) -> Result<Rotation, CaStoreError> {
+        let previous = self.open()?;
+        let (ca, key_der) = LocalCa::generate().map_err(CaStoreError::Generate)?;
+        let next_path = self.dir.join(CA_NEXT_FILE);
+        write_cert(&next_path, ca.cert_pem())?;
+        let key_location = self.store_key(&ca, &key_der)?;
+        fs::rename(&next_path, self.cert_path()).map_err(|source| CaStoreError::Io {
+            path: self.cert_path(),
+            source,
+        })?;
+
+        write_cert(&self.dir.join(CA_PREVIOUS_FILE), previous.ca.cert_pem())?;
+        self.delete_old_key(&previous, &key_location);
+        tracing::info!(path = %self.cert_path().display(), key = %key_location, "replaced the root CA");
+        Ok(Rotation {
+            previous: previous.ca,
+            current: OpenedCa {
+                ca,
+                created: true,
+                key_location,
+            },
+        })
+    }
+
+    /// Deletes the previous CA's key, unless it is where the new key went.
+    fn delete_old_key(&self, previous: &OpenedCa, new_location: &str) {
+        if previous.key_location == new_location {
+            return;
+        }
+        let result = if previous.key_location == self.key_file().location() {
+            self.key_file().delete()
+        } else {
+            match keychain_account(previous.ca.cert_pem()) {
+                Ok(account) => KeychainSecret::new(account).delete(),
+                // The certificate loaded a moment ago, so this does not happen.
+                Err(_) => return,
+            }
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, "failed to delete the previous CA key");
+        }
+    }
+
+    /// Completes or drops a rotation that stopped between writing
+    /// `ca.pem.next` and renaming it: the new certificate is used when its
+    /// key is stored, and removed otherwise.
+    fn finish_rotation(&self) {
+        let next_path = self.dir.join(CA_NEXT_FILE);
+        let Ok(next_pem) = fs::read_to_string(&next_path) else {
+            return;
+        };
+        let outcome = match self.load(&next_pem) {
+            Ok(_) => fs::rename(&next_path, self.cert_path()).map(|()| "finished"),
+            Err(_) => fs::remove_file(&next_path).map(|()| "dropped"),
+        };
+        match outcome {
+            Ok(outcome) => {
+                tracing::warn!(outcome, path = %next_path.display(), "found a CA rotation that was cut short")
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, path = %next_path.display(), "failed to clean up a CA rotation that was cut short")
+            }
         }
     }
 
@@ -533,5 +648,69 @@ mod tests {
         assert!(err.contains("locked"), "{err}");
         let cert = fs::read_to_string(dir.path().join(CA_CERT_FILE)).unwrap();
         assert_eq!(cert, created.ca.cert_pem());
+    }
+
+    #[test]
+    fn rotation_replaces_the_file_key_and_keeps_the_old_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::new(dir.path(), Keychain::Unavailable);
+        let first = store.open_or_create().unwrap();
+        let old_key = fs::read(dir.path().join(CA_KEY_FILE)).unwrap();
+
+        let rotation = store.rotate().unwrap();
+        assert_eq!(rotation.previous.cert_der(), first.ca.cert_der());
+        assert_ne!(rotation.current.ca.cert_der(), first.ca.cert_der());
+        assert_ne!(fs::read(dir.path().join(CA_KEY_FILE)).unwrap(), old_key);
+        let previous = fs::read_to_string(dir.path().join(CA_PREVIOUS_FILE)).unwrap();
+        assert_eq!(previous, first.ca.cert_pem());
+        assert!(!dir.path().join(CA_NEXT_FILE).exists());
+
+        let reopened = store.open().unwrap();
+        assert_eq!(reopened.ca.cert_der(), rotation.current.ca.cert_der());
+    }
+
+    #[test]
+    fn rotation_deletes_the_old_keychain_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::new(dir.path(), mock_keychain());
+        let first = store.open_or_create().unwrap();
+
+        let rotation = store.rotate().unwrap();
+        let old_entry = keychain_entry(first.ca.cert_pem()).get_secret();
+        assert!(
+            matches!(old_entry, Err(keyring_core::Error::NoEntry)),
+            "{old_entry:?}"
+        );
+        let new_entry = keychain_entry(rotation.current.ca.cert_pem()).get_secret();
+        assert!(new_entry.is_ok());
+        assert_eq!(
+            store.open().unwrap().ca.cert_der(),
+            rotation.current.ca.cert_der()
+        );
+    }
+
+    #[test]
+    fn cut_short_rotation_with_its_key_stored_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::new(dir.path(), mock_keychain());
+        store.open_or_create().unwrap();
+        let (next, key_der) = LocalCa::generate().unwrap();
+        write_cert(&dir.path().join(CA_NEXT_FILE), next.cert_pem()).unwrap();
+        store.store_key(&next, &key_der).unwrap();
+
+        assert_eq!(store.open().unwrap().ca.cert_der(), next.cert_der());
+        assert!(!dir.path().join(CA_NEXT_FILE).exists());
+    }
+
+    #[test]
+    fn cut_short_rotation_without_its_key_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CaStore::new(dir.path(), mock_keychain());
+        let current = store.open_or_create().unwrap();
+        let (next, _) = LocalCa::generate().unwrap();
+        write_cert(&dir.path().join(CA_NEXT_FILE), next.cert_pem()).unwrap();
+
+        assert_eq!(store.open().unwrap().ca.cert_der(), current.ca.cert_der());
+        assert!(!dir.path().join(CA_NEXT_FILE).exists());
     }
 }

@@ -5,7 +5,7 @@
 //! - `webwarden list stats`: reports what list files contain and cost.
 //! - `webwarden list build`: merges public sources into one categorized list.
 //! - `webwarden list keygen | sign | verify`: signs the central list.
-//! - `webwarden ca export`: prints the root CA certificate.
+//! - `webwarden ca export | rotate`: prints or replaces the root CA.
 //! - `webwarden siem test`: sends a test event to each SIEM sink.
 //! - `webwarden status`: shows the running agent's lists and sinks.
 
@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 mod alloc;
 mod ca_cmd;
 mod ca_store;
+mod ca_watch;
 mod check;
 mod config;
 mod list_build;

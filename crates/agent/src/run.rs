@@ -7,14 +7,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::anyhow;
+use arc_swap::ArcSwap;
 use clap::Args;
-use webwarden_proxy::{InspectionMode, ProxySettings};
+use webwarden_proxy::{InspectionMode, ProxySettings, SharedCa};
 
-use crate::ca_store::{CaStore, KeyStorage, Keychain, OpenedCa, CA_CERT_FILE};
+use crate::ca_store::{CaStore, CaStoreError, KeyStorage, Keychain, OpenedCa, CA_CERT_FILE};
 use crate::siem::SinkArgs;
 use crate::status::StatusWriter;
 use crate::updates::{self, ListSet};
-use crate::{config, lists, siem, CliError, ListSpec};
+use crate::{ca_watch, config, lists, siem, CliError, ListSpec};
 
 /// How long sinks may take to deliver pending events at shutdown; the rest
 /// stays in the spool for the next start.
@@ -88,7 +89,8 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     identity.set_list_version(lists.version());
     siem::log_identity(&identity);
 
-    let ca = open_ca(&data_dir, file.ca.key_storage).await?;
+    let (ca, ca_store) = open_ca(&data_dir, file.ca.key_storage).await?;
+    let shared_ca: SharedCa = Arc::new(ArcSwap::from_pointee(ca.ca));
 
     let listen = args.listen.or(file.listen).unwrap_or_else(|| {
         webwarden_proxy::DEFAULT_LISTEN
@@ -112,11 +114,16 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
         stop_updates_rx,
         move |lists| updater_status.set_lists(lists.version(), lists.status()),
     ));
+    let ca_watch = tokio::spawn(ca_watch::run(
+        ca_store,
+        Arc::clone(&shared_ca),
+        stop_updates.subscribe(),
+    ));
     tracing::info!(addr = %local, "proxy listening on {local}");
 
     let served = webwarden_proxy::serve(
         listener,
-        Arc::new(ca.ca),
+        shared_ca,
         policy,
         events,
         settings,
@@ -125,6 +132,7 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     .await;
     stop_updates.send_replace(true);
     let _ = updater.await;
+    let _ = ca_watch.await;
     status_task.abort();
     exporter.shutdown(SHUTDOWN_GRACE).await;
     if let Err(err) = served {
@@ -137,11 +145,11 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
 
 /// Opens or creates the CA on a blocking thread, since the keychain may
 /// answer over D-Bus.
-async fn open_ca(data_dir: &Path, storage: KeyStorage) -> Result<OpenedCa, CliError> {
+async fn open_ca(data_dir: &Path, storage: KeyStorage) -> Result<(OpenedCa, CaStore), CliError> {
     let dir = data_dir.to_owned();
-    let opened = tokio::task::spawn_blocking(move || {
-        let keychain = Keychain::open(storage)?;
-        CaStore::new(&dir, keychain).open_or_create()
+    let (opened, store) = tokio::task::spawn_blocking(move || {
+        let store = CaStore::new(&dir, Keychain::open(storage)?);
+        Ok::<_, CaStoreError>((store.open_or_create()?, store))
     })
     .await
     .map_err(|err| CliError::Failed(err.into()))?
@@ -153,7 +161,7 @@ async fn open_ca(data_dir: &Path, storage: KeyStorage) -> Result<OpenedCa, CliEr
         expires = %opened.ca.not_after(),
         "root CA ready"
     );
-    Ok(opened)
+    Ok((opened, store))
 }
 
 /// Logs each loaded list and prints the bad rows as warnings.

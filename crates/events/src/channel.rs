@@ -39,7 +39,7 @@ impl EventSender {
         if let Err(err) = self.tx.try_send(Box::new(event.into())) {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // Log the first loss and then every thousandth, not every one.
-            if dropped == 1 || dropped % 1000 == 0 {
+            if dropped == 1 || dropped.is_multiple_of(1000) {
                 let reason = match err {
                     mpsc::TrySendError::Full(_) => "event queue is full",
                     mpsc::TrySendError::Disconnected(_) => "event spool has stopped",

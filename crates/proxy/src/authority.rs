@@ -22,6 +22,7 @@ use moka::future::Cache;
 use time::{Duration, OffsetDateTime};
 
 use crate::ca::{random_serial, LocalCa};
+use crate::SharedCa;
 
 /// Validity of a leaf certificate.
 const LEAF_VALIDITY: Duration = Duration::days(7);
@@ -32,24 +33,33 @@ const CACHE_TTL: StdDuration = StdDuration::from_secs(24 * 60 * 60);
 
 /// Issues leaf certificates for intercepted hosts.
 pub struct LeafAuthority {
-    ca: Arc<LocalCa>,
-    cache: Cache<String, Arc<ServerConfig>>,
+    ca: SharedCa,
+    cache: Cache<String, CachedLeaf>,
     provider: Arc<CryptoProvider>,
     /// Served when a leaf cannot be made, so the client sees a certificate
     /// error instead of the proxy panicking.
     fallback: Arc<ServerConfig>,
 }
 
+/// A cached server config and the CA that signed its leaf.
+#[derive(Clone)]
+struct CachedLeaf {
+    ca: Arc<LocalCa>,
+    config: Arc<ServerConfig>,
+}
+
 impl LeafAuthority {
-    /// Creates an authority that caches up to `cache_size` hosts.
+    /// Creates an authority that signs with the current CA in `ca` and
+    /// caches up to `cache_size` hosts. A leaf signed by an earlier CA is
+    /// not served again once `ca` is replaced.
     ///
     /// # Errors
     ///
     /// Returns an error when even the fallback certificate cannot be made,
     /// which means the CA key cannot sign.
-    pub fn new(ca: Arc<LocalCa>, cache_size: u64) -> Result<LeafAuthority, String> {
+    pub fn new(ca: SharedCa, cache_size: u64) -> Result<LeafAuthority, String> {
         let provider = Arc::new(hudsucker::rustls::crypto::aws_lc_rs::default_provider());
-        let fallback = server_config(&ca, &provider, "webwarden.invalid")?;
+        let fallback = server_config(&ca.load(), &provider, "webwarden.invalid")?;
         Ok(LeafAuthority {
             ca,
             cache: Cache::builder()
@@ -69,12 +79,19 @@ impl CertificateAuthority for LeafAuthority {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        if let Some(config) = self.cache.get(&host).await {
-            return config;
+        let ca = self.ca.load_full();
+        if let Some(cached) = self.cache.get(&host).await {
+            if Arc::ptr_eq(&cached.ca, &ca) {
+                return cached.config;
+            }
         }
-        match server_config(&self.ca, &self.provider, &host) {
+        match server_config(&ca, &self.provider, &host) {
             Ok(config) => {
-                self.cache.insert(host, Arc::clone(&config)).await;
+                let cached = CachedLeaf {
+                    ca,
+                    config: Arc::clone(&config),
+                };
+                self.cache.insert(host, cached).await;
                 config
             }
             Err(reason) => {
@@ -133,6 +150,8 @@ pub(crate) fn issue_leaf(
 
 #[cfg(test)]
 mod tests {
+    use arc_swap::ArcSwap;
+
     use super::*;
     use x509_parser::extensions::GeneralName;
 
@@ -181,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn configs_are_cached_per_host() {
-        let ca = test_ca();
+        let ca = Arc::new(ArcSwap::new(test_ca()));
         let authority = LeafAuthority::new(ca, 10).unwrap();
         let first = authority
             .gen_server_config(&Authority::from_static("a.example:443"))
@@ -194,5 +213,24 @@ mod tests {
             .await;
         assert!(Arc::ptr_eq(&first, &again));
         assert!(!Arc::ptr_eq(&first, &other));
+    }
+
+    #[tokio::test]
+    async fn replaced_ca_signs_new_leaves() {
+        let ca = Arc::new(ArcSwap::new(test_ca()));
+        let authority = LeafAuthority::new(Arc::clone(&ca), 10).unwrap();
+        let host = Authority::from_static("a.example:443");
+        let before = authority.gen_server_config(&host).await;
+
+        let next = test_ca();
+        ca.store(Arc::clone(&next));
+        let after = authority.gen_server_config(&host).await;
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert!(Arc::ptr_eq(
+            &after,
+            &authority.gen_server_config(&host).await
+        ));
+        let cached = authority.cache.get("a.example").await.unwrap();
+        assert!(Arc::ptr_eq(&cached.ca, &next));
     }
 }

@@ -35,6 +35,10 @@ pub use handler::BlockDecision;
 /// keeps the policy it loaded until it finishes.
 pub type SharedPolicy = Arc<ArcSwap<Policy>>;
 
+/// The current root CA, replaceable while the proxy runs: leaves signed by
+/// an earlier CA are not served again.
+pub type SharedCa = Arc<ArcSwap<LocalCa>>;
+
 /// The default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8899";
 
@@ -147,7 +151,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ProxyError> {
 /// [`ProxyError::Run`] when hudsucker fails.
 pub async fn serve(
     listener: TcpListener,
-    ca: Arc<LocalCa>,
+    ca: SharedCa,
     policy: SharedPolicy,
     events: EventSender,
     settings: ProxySettings,
