@@ -186,6 +186,25 @@ impl Webwarden {
         options: &ProxyOptions<'_>,
         extra_args: &[std::ffi::OsString],
     ) -> Webwarden {
+        Webwarden::start_in_env(dir, options, extra_args, &[])
+    }
+
+    /// Starts webwarden as [`Webwarden::start_in`] does, with the list and
+    /// no extra arguments, and `env` set after the isolated environment.
+    pub fn start_with_env(
+        dir: TempDir,
+        options: &ProxyOptions<'_>,
+        env: &[(&str, &str)],
+    ) -> Webwarden {
+        Webwarden::start_in_env(dir, options, &[], env)
+    }
+
+    fn start_in_env(
+        dir: TempDir,
+        options: &ProxyOptions<'_>,
+        extra_args: &[std::ffi::OsString],
+        env: &[(&str, &str)],
+    ) -> Webwarden {
         let mut command = Command::new(env!("CARGO_BIN_EXE_webwarden"));
         command
             .arg("run")
@@ -204,6 +223,7 @@ impl Webwarden {
             .arg(options.inspection)
             .args(extra_args);
         isolate_environment(&mut command, dir.path());
+        command.envs(env.iter().copied());
         command.env("RUST_LOG", "info");
         if let Some(roots) = options.trusted_roots {
             command.env("SSL_CERT_FILE", roots);
@@ -342,13 +362,20 @@ impl Webwarden {
     }
 }
 
-/// Keeps a child away from the user's configuration and proxy settings.
+/// Keeps a child away from the user's configuration, proxy settings and
+/// desktop session: its session bus address names a socket that does not
+/// exist, so it reaches neither the user's keychain nor their settings.
 pub fn isolate_environment(command: &mut Command, dir: &Path) {
     for name in PROXY_ENV {
         command.env_remove(name);
     }
     command.env("XDG_CONFIG_HOME", dir.join("config"));
     command.env("XDG_DATA_HOME", dir.join("share"));
+    let no_bus = dir.join("no-session-bus");
+    command.env(
+        "DBUS_SESSION_BUS_ADDRESS",
+        format!("unix:path={}", no_bus.display()),
+    );
 }
 
 fn wait_for_listen_port(log: &StderrLog, timeout: Duration) -> u16 {
