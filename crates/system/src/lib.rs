@@ -3,5 +3,8 @@
 //!
 //! - [`command`]: runs the OS tools these parts call, with errors that name
 //!   the tool and the package that provides it.
+//! - [`trust`]: adds the root CA to the system and browser trust stores,
+//!   removes it, and reports whether each store trusts it.
 
 pub mod command;
+pub mod trust;
