@@ -60,7 +60,7 @@ fn running_as_root(test: &str) -> bool {
     // tests, unlike `eprintln!`.
     let _ = writeln!(
         std::io::stderr(),
-        "skipping {test}: it changes the system trust store and needs root; set \
+        "skipping {test}: it needs root to use the system trust store; set \
          {REQUIRE_ROOT_VAR} to make this a failure"
     );
     false
@@ -531,8 +531,9 @@ fn chromium_trusts_ca_after_install() {
     );
     assert!(!page.stderr.contains("ERR_CERT"), "{}", page.stderr);
 
-    // The same page from a HOME without the install is a certificate error,
-    // so the install above is what made Chromium accept the proxy.
+    // From a HOME without the install, Chromium logs the certificate error
+    // (Debian's chromium logs "Page load failed: net::ERR_CERT_..."), so the
+    // install above is what made it accept the proxy's certificate.
     let untrusted_home = proxy.dir.path().join("untrusted-home");
     std::fs::create_dir(&untrusted_home).unwrap();
     let mut untrusted = Browser::new(&untrusted_home, &proxy);
@@ -541,5 +542,10 @@ fn chromium_trusts_ca_after_install() {
         !page.stdout.contains("This site is blocked"),
         "Chromium showed the block page without the CA:\n{}",
         page.stdout
+    );
+    assert!(
+        page.stderr.contains("ERR_CERT_AUTHORITY_INVALID"),
+        "Chromium reported no certificate error without the CA:\n{}",
+        page.stderr
     );
 }
