@@ -69,8 +69,8 @@ pub struct UninstallArgs {
     #[arg(long, value_enum, default_value_t = StoreChoice::All)]
     store: StoreChoice,
     /// Remove the CA in this PEM file instead of DATA_DIR/ca.pem. When
-    /// ca.pem is gone, the installed copy serves, such as
-    /// /usr/local/share/ca-certificates/webwarden-<id>.crt on Debian.
+    /// ca.pem is gone, pass the installed copy, such as
+    /// /usr/local/share/ca-certificates/webwarden-ID.crt on Debian.
     #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
 }
