@@ -5,8 +5,8 @@
 //! Debian and Ubuntu read `/usr/local/share/ca-certificates/*.crt` and
 //! rebuild `/etc/ssl/certs` with `update-ca-certificates`. Fedora and RHEL
 //! read `/etc/pki/ca-trust/source/anchors/` and rebuild with
-//! `update-ca-trust extract`. Browsers do not read either bundle; see
-//! [`super::nss`].
+//! `update-ca-trust extract`. Chromium 156 on Debian 12 does not trust a CA
+//! that is only here, so browsers get their own stores in [`super::nss`].
 
 use std::fs;
 use std::io::{self, Write};

@@ -1,6 +1,6 @@
 //! NSS databases, where Chromium, Chrome and Firefox on Linux look for
-//! local root CAs (they do not read the system bundle), changed through
-//! `certutil` from the libnss3-tools package.
+//! local root CAs, changed through `certutil` from the libnss3-tools
+//! package. Chromium 156 on Debian 12 ignores the system bundle.
 //!
 //! Chromium and Chrome share `~/.pki/nssdb`, which webwarden creates when
 //! it is missing so a browser started later finds the CA. Each Firefox
