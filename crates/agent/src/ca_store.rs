@@ -180,6 +180,11 @@ impl CaStore {
         }
     }
 
+    /// Returns the data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Returns the path of the certificate file.
     pub fn cert_path(&self) -> PathBuf {
         self.dir.join(CA_CERT_FILE)

@@ -6,6 +6,8 @@
 //! - `webwarden list build`: merges public sources into one categorized list.
 //! - `webwarden list keygen | sign | verify`: signs the central list.
 //! - `webwarden ca export | rotate`: prints or replaces the root CA.
+//! - `webwarden ca install | uninstall | status`: adds the root CA to the
+//!   system and browser trust stores, removes it, and checks each store.
 //! - `webwarden siem test`: sends a test event to each SIEM sink.
 //! - `webwarden status`: shows the running agent's lists and sinks.
 

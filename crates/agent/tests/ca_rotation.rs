@@ -36,8 +36,15 @@ async fn running_agent_signs_with_the_rotated_ca() {
     assert_eq!(before.status, 403, "{before:?}");
     let old_pem = proxy.ca_pem();
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webwarden"))
+    // The home directory has no browser databases, and the system store
+    // does not trust this CA, so the rotation changes no store.
+    let home = proxy.dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webwarden"));
+    support::isolate_environment(&mut command, &home);
+    let output = command
         .args(["ca", "rotate", "--data-dir", data.to_str().unwrap()])
+        .env("HOME", &home)
         .output()
         .expect("run webwarden ca rotate");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -46,7 +53,8 @@ async fn running_agent_signs_with_the_rotated_ca() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("new root CA"), "{stdout}");
+    assert!(stdout.contains("old CA: "), "{stdout}");
+    assert!(stdout.contains("left alone"), "{stdout}");
     assert_ne!(proxy.ca_pem(), old_pem);
     assert_eq!(std::fs::read_to_string(&previous).unwrap(), old_pem);
 

@@ -478,7 +478,9 @@ async fn http_sink_fails_over_between_collectors() {
 // SIGKILL while events flow
 // ---------------------------------------------------------------------------
 
-/// Reads the `eventId` of every event in the spool's segment files.
+/// Reads the `eventId` of every event in the spool's segment files. A
+/// last line without its newline was cut by the kill in mid-write: it was
+/// never spooled, and the next start removes it.
 fn spooled_ids(data_dir: &Path) -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for entry in std::fs::read_dir(data_dir.join("spool")).unwrap() {
@@ -486,7 +488,12 @@ fn spooled_ids(data_dir: &Path) -> BTreeSet<String> {
         if path.extension().is_none_or(|e| e != "jsonl") {
             continue;
         }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for line in text
+            .split_inclusive('\n')
+            .filter(|line| line.ends_with('\n'))
+        {
             let event: Value = serde_json::from_str(line).expect("whole JSON lines in the spool");
             ids.insert(event["eventId"].as_str().unwrap().to_owned());
         }

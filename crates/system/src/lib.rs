@@ -5,6 +5,9 @@
 //!   the tool and the package that provides it.
 //! - [`secret`]: one secret in the OS keychain, or in an owner-only file
 //!   where no keychain exists.
+//! - [`trust`]: adds the root CA to the system and browser trust stores,
+//!   removes it, and reports whether each store trusts it.
 
 pub mod command;
 pub mod secret;
+pub mod trust;
