@@ -1,5 +1,5 @@
 //! Output of the `webwarden ca` subcommands: the CA, one line per store, the
-//! the JSON status, and failures with the command that fixes them.
+//! JSON status, and failures with the command that fixes them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
