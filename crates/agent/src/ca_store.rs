@@ -30,6 +30,9 @@ pub const CA_PREVIOUS_FILE: &str = "ca-previous.pem";
 /// File name of a new certificate during a rotation.
 const CA_NEXT_FILE: &str = "ca.pem.next";
 
+/// File name of the lock that serializes changes to the CA files.
+const CA_LOCK_FILE: &str = "ca.lock";
+
 /// The `[ca] key_storage` setting.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -202,7 +205,8 @@ impl CaStore {
     /// Returns a [`CaStoreError`] naming the file or keychain entry that is
     /// missing, unreadable or invalid.
     pub fn open_or_create(&self) -> Result<OpenedCa, CaStoreError> {
-        match self.open() {
+        let _lock = self.lock()?;
+        match self.open_locked() {
             Err(CaStoreError::NoCa { .. }) => {
                 let key_path = self.key_file().path().to_owned();
                 if key_path.exists() {
@@ -226,6 +230,11 @@ impl CaStore {
     /// another [`CaStoreError`] naming the file or keychain entry that is
     /// missing, unreadable or invalid.
     pub fn open(&self) -> Result<OpenedCa, CaStoreError> {
+        let _lock = self.lock()?;
+        self.open_locked()
+    }
+
+    fn open_locked(&self) -> Result<OpenedCa, CaStoreError> {
         self.finish_rotation();
         let cert_path = self.cert_path();
         match fs::read_to_string(&cert_path) {
@@ -252,7 +261,8 @@ impl CaStore {
     /// Returns a [`CaStoreError`] when the current CA does not load or the
     /// new one cannot be stored; the current CA then stays in place.
     pub fn rotate(&self) -> Result<Rotation, CaStoreError> {
-        let previous = self.open()?;
+        let _lock = self.lock()?;
+        let previous = self.open_locked()?;
         let (ca, key_der) = LocalCa::generate().map_err(CaStoreError::Generate)?;
         let next_path = self.dir.join(CA_NEXT_FILE);
         write_cert(&next_path, ca.cert_pem())?;
@@ -273,6 +283,26 @@ impl CaStore {
                 key_location,
             },
         })
+    }
+
+    /// Takes the data directory's CA lock, held until the returned file is
+    /// dropped, so an agent starting, a rotation and a reload never see
+    /// each other's half-written files.
+    fn lock(&self) -> Result<fs::File, CaStoreError> {
+        let io_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CaStoreError::Io { path, source }
+        };
+        fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
+        let path = self.dir.join(CA_LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        file.lock().map_err(io_error(&path))?;
+        Ok(file)
     }
 
     /// Deletes the previous CA's key, unless it is where the new key went.
@@ -367,11 +397,9 @@ impl CaStore {
         })
     }
 
+    /// Creates a new CA; the caller holds the lock, which also created the
+    /// directory.
     fn create(&self) -> Result<OpenedCa, CaStoreError> {
-        fs::create_dir_all(&self.dir).map_err(|source| CaStoreError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
         let (ca, key_der) = LocalCa::generate().map_err(CaStoreError::Generate)?;
         let key_location = self.store_key(&ca, &key_der)?;
 
@@ -717,5 +745,24 @@ mod tests {
 
         assert_eq!(store.open().unwrap().ca.cert_der(), current.ca.cert_der());
         assert!(!dir.path().join(CA_NEXT_FILE).exists());
+    }
+
+    #[test]
+    fn concurrent_first_starts_share_one_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = CaStore::new(dir.path(), Keychain::Unavailable);
+                std::thread::spawn(move || store.open_or_create().unwrap().ca.cert_der().to_vec())
+            })
+            .collect();
+        let certs: Vec<Vec<u8>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+
+        let on_disk = CaStore::new(dir.path(), Keychain::Unavailable)
+            .open()
+            .unwrap();
+        for cert in &certs {
+            assert_eq!(cert, on_disk.ca.cert_der());
+        }
     }
 }
