@@ -204,14 +204,19 @@ pub fn default_config_path() -> Option<PathBuf> {
 /// Fails when there is no home directory for the default or the directory
 /// cannot be created.
 pub fn data_dir(flag: Option<&Path>, file: &FileConfig) -> Result<PathBuf, crate::CliError> {
-    let dir = match flag.or(file.data_dir.as_deref()) {
-        Some(dir) => dir.to_owned(),
-        None => default_data_dir().map_err(crate::CliError::Usage)?,
-    };
+    let dir = data_dir_path(flag, file)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("failed to create data directory {}", dir.display()))
         .map_err(crate::CliError::Failed)?;
     Ok(dir)
+}
+
+/// Returns the data directory as [`data_dir`] does, without creating it.
+pub fn data_dir_path(flag: Option<&Path>, file: &FileConfig) -> Result<PathBuf, crate::CliError> {
+    match flag.or(file.data_dir.as_deref()) {
+        Some(dir) => Ok(dir.to_owned()),
+        None => default_data_dir().map_err(crate::CliError::Usage),
+    }
 }
 
 /// Returns the default data directory.

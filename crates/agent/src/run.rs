@@ -148,7 +148,7 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
 async fn open_ca(data_dir: &Path, storage: KeyStorage) -> Result<(OpenedCa, CaStore), CliError> {
     let dir = data_dir.to_owned();
     let (opened, store) = tokio::task::spawn_blocking(move || {
-        let store = CaStore::new(&dir, Keychain::open(storage)?);
+        let store = CaStore::new(&dir, Keychain::open(storage)?).moving_key_file_to_keychain();
         Ok::<_, CaStoreError>((store.open_or_create()?, store))
     })
     .await

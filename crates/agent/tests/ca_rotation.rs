@@ -53,7 +53,7 @@ async fn running_agent_signs_with_the_rotated_ca() {
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("old CA: "), "{stdout}");
+    assert!(stdout.contains("replaced CA: "), "{stdout}");
     assert!(stdout.contains("left alone"), "{stdout}");
     assert_ne!(proxy.ca_pem(), old_pem);
     assert_eq!(std::fs::read_to_string(&previous).unwrap(), old_pem);

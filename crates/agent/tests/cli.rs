@@ -348,6 +348,6 @@ fn ca_export_creates_then_reuses_ca() {
     let broken = webwarden(&["ca", "export", "--data-dir", data], "");
     assert_eq!(broken.status.code(), Some(1));
     let message = stderr(&broken);
-    assert!(message.contains("invalid CA in"), "{message}");
+    assert!(message.contains("invalid CA certificate"), "{message}");
     assert!(message.contains("data/ca.pem"), "{message}");
 }

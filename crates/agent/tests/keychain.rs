@@ -210,12 +210,13 @@ fn new_ca_key_goes_into_the_keyring() {
 }
 
 #[test]
-fn key_file_moves_into_the_keyring() {
+fn agent_moves_a_key_file_into_the_keyring() {
     if !desktop_available() {
         return;
     }
     let session = KeyringSession::start();
-    let data = data_dir(&session);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
     let data_arg = data.to_str().unwrap();
 
     // Without a session bus, as on a headless machine, the key goes to a file.
@@ -230,17 +231,32 @@ fn key_file_moves_into_the_keyring() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(data.join("ca.key").exists());
     let account = account_of(&data);
+    assert!(data.join("ca.key").exists());
     assert!(!session.has_entry(&account));
 
-    let moved = session.webwarden(&["ca", "export", "--data-dir", data_arg]);
-    assert!(
-        moved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&moved.stderr)
+    // A command in the desktop session leaves the file, since an agent
+    // without the keychain may still need it.
+    let exported = session.webwarden(&["ca", "export", "--data-dir", data_arg]);
+    assert_eq!(exported.stdout, output.stdout);
+    assert!(data.join("ca.key").exists());
+
+    let proxy = Webwarden::start_with_env(
+        work,
+        &ProxyOptions {
+            list: "(.*\\.)?blocked\\.test,Gambling\n",
+            inspection: "all",
+            trusted_roots: None,
+        },
+        &[("DBUS_SESSION_BUS_ADDRESS", session.bus_address.as_str())],
     );
-    assert_eq!(moved.stdout, output.stdout);
+    assert!(
+        proxy
+            .log()
+            .contains("moved the CA key into the OS keychain"),
+        "{}",
+        proxy.log()
+    );
     assert!(
         !data.join("ca.key").exists(),
         "the key file was not removed"

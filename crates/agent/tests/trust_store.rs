@@ -511,7 +511,9 @@ fn system_store_without_root_names_command() {
         ),
         "{result}"
     );
-    let expected = format!("webwarden ca install --store system --data-dir {data_arg}");
+    // The command names the certificate, so root reads one file in the
+    // user's directory and writes nothing there.
+    let expected = format!("webwarden ca install --store system --cert {data_arg}/ca.pem");
     assert!(result.ends_with(&expected), "{result}");
     assert_eq!(webwarden_entries(ANCHOR_DIR), before);
 

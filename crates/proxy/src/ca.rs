@@ -133,6 +133,12 @@ pub fn cert_der(cert_pem: &str) -> Result<Vec<u8>, CaError> {
     Ok(pem.contents)
 }
 
+/// Returns the PEM form of a DER certificate: one `CERTIFICATE` block.
+pub fn cert_pem_from_der(der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new("CERTIFICATE", der.to_vec()), config)
+}
+
 /// Parses a PKCS#8 key in PEM or DER form.
 fn parse_key(key: &[u8]) -> Result<KeyPair, CaError> {
     let invalid = |err: hudsucker::rcgen::Error| CaError::InvalidKey(err.to_string());

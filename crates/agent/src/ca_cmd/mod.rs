@@ -18,7 +18,9 @@ use webwarden_system::trust::{
     self, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore,
 };
 
-use crate::ca_store::{CaStore, Keychain, CA_CERT_FILE, CA_PREVIOUS_FILE};
+use crate::ca_store::{
+    CaStore, CaStoreError, KeyStorage, Keychain, Rotation, CA_CERT_FILE, CA_PREVIOUS_FILE,
+};
 use crate::{config, CliError};
 
 mod report;
@@ -79,6 +81,10 @@ pub struct InstallArgs {
     /// The stores to change.
     #[arg(long, value_enum, default_value_t = StoreChoice::All)]
     store: StoreChoice,
+    /// Install the CA in this PEM file instead of DATA_DIR/ca.pem, and
+    /// create nothing: for an administrator trusting a user's CA.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
 }
 
 /// Arguments of `webwarden ca uninstall`.
@@ -143,6 +149,7 @@ impl StoreChoice {
 
 /// Runs a `webwarden ca` subcommand.
 pub fn run(command: &CaCommand) -> Result<ExitCode, CliError> {
+    crate::logging::init_with_default("warn");
     match command {
         CaCommand::Export(args) => export(args),
         CaCommand::Install(args) => install(args),
@@ -153,16 +160,24 @@ pub fn run(command: &CaCommand) -> Result<ExitCode, CliError> {
 }
 
 fn export(args: &ExportArgs) -> Result<ExitCode, CliError> {
-    let store = ca_store(&args.location)?;
-    let pem = load_ca_pem(&store, IfMissing::Create)?;
-    std::io::stdout().lock().write_all(pem.as_bytes())?;
+    let place = ca_place(&args.location)?;
+    let pem = load_ca_pem(&place, IfMissing::Create)?;
+    let ca = CaSource::DataDir(place.dir.clone()).parse(&pem)?;
+    // Only the certificate, whatever else the file contains.
+    let certificate = webwarden_proxy::ca::cert_pem_from_der(ca.certificate.der());
+    std::io::stdout().lock().write_all(certificate.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn install(args: &InstallArgs) -> Result<ExitCode, CliError> {
-    let store = ca_store(&args.location)?;
-    let pem = load_ca_pem(&store, IfMissing::Create)?;
-    let ca = CaSource::DataDir(store.dir().to_owned()).parse(&pem)?;
+    let ca = match &args.cert {
+        Some(path) => read_cert_arg(path)?,
+        None => {
+            let place = ca_place(&args.location)?;
+            let pem = load_ca_pem(&place, IfMissing::Create)?;
+            CaSource::DataDir(place.dir.clone()).parse(&pem)?
+        }
+    };
     change_stores(&ca, args.store, "install", |store| {
         store.install(&ca.certificate)
     })
@@ -211,74 +226,137 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CliError> {
 }
 
 fn rotate(args: &RotateArgs) -> Result<ExitCode, CliError> {
-    let store = ca_store(&args.location)?;
-    // The stores that trust the current CA are found before it changes.
-    let current = load_ca_pem(
-        &store,
-        IfMissing::Fail {
-            hint: "`webwarden ca install` creates one and trusts it",
-        },
-    )?;
-    let old = CaSource::DataDir(store.dir().to_owned()).parse(&current)?;
+    let store = ca_place(&args.location)?.with_key()?;
     let stores = selected_stores(StoreChoice::All);
-    let trusting: Vec<bool> = stores
-        .iter()
-        .map(|trust_store| {
-            trust_store
-                .status(&old.certificate)
-                .is_ok_and(|state| state.is_trusted())
+    let mut swaps = Vec::new();
+    let rotation = store
+        .rotate(|previous_pem, new_ca| {
+            swaps = stage_in_stores(&stores, previous_pem, new_ca.cert_pem());
+            swaps.iter().all(|swap| swap.error.is_none())
         })
-        .collect();
+        .map_err(|err| CliError::Failed(err.into()))?;
 
-    let rotation = store.rotate().map_err(|err| CliError::Failed(err.into()))?;
-    let new = CaSource::DataDir(store.dir().to_owned()).parse(rotation.current.ca.cert_pem())?;
-    let previous_path = store.dir().join(CA_PREVIOUS_FILE);
-    println!(
-        "old CA: {} (expires {}, kept in {})",
-        old.certificate.sha256_hex(),
-        rotation.previous.not_after(),
-        previous_path.display()
-    );
-    print_ca(&new)?;
-    println!("key: {}", rotation.current.key_location);
-
-    let admin_command = format!(
-        "ca install --store system {} && sudo webwarden ca uninstall --store system --cert {}",
-        new.source.options(),
-        shell_quote(&absolute(&previous_path))
-    );
-    let mut any_failed = false;
+    let committed = matches!(rotation, Rotation::Done { .. });
+    let mut any_failed = !committed;
     let mut rows = Vec::new();
-    for (trust_store, trusted) in stores.iter().zip(trusting) {
-        let result = if trusted {
-            swap(trust_store.as_ref(), &old.certificate, &new.certificate)
-        } else {
-            Ok("old CA was not trusted here; left alone".to_owned())
+    for (trust_store, swap) in stores.iter().zip(&mut swaps) {
+        if committed && swap.installed {
+            if let Err(err) = trust_store.uninstall(&swap.old) {
+                swap.error = Some(err);
+            }
+        }
+        let result = match &swap.error {
+            Some(err) => {
+                any_failed = true;
+                failure_text(err, &swap.admin_command)
+            }
+            None if !swap.trusted => "old CA was not trusted here; left alone".to_owned(),
+            None if committed => "new CA installed, old CA removed".to_owned(),
+            None => "unchanged".to_owned(),
         };
         rows.push(Row {
             name: trust_store.name(),
             location: trust_store.location(),
-            result: result.unwrap_or_else(|err| {
-                any_failed = true;
-                failure_text(&err, &admin_command)
-            }),
+            result,
         });
     }
-    print_rows(&rows)?;
-    println!("a running agent uses the new CA within seconds");
+
+    match &rotation {
+        Rotation::Done {
+            previous_pem,
+            current,
+        } => {
+            let new = CaSource::DataDir(store.dir().to_owned()).parse(current.ca.cert_pem())?;
+            let previous = store.dir().join(CA_PREVIOUS_FILE);
+            println!(
+                "replaced CA: {} (kept in {})",
+                sha256_of(previous_pem),
+                previous.display()
+            );
+            print_ca(&new)?;
+            println!("key: {}", current.key_location);
+            print_rows(&rows)?;
+            println!("a running agent uses the new CA within seconds");
+        }
+        Rotation::Abandoned => {
+            print_rows(&rows)?;
+            eprintln!(
+                "error: the CA was not replaced, because a store that trusts it could not take the \
+                 new one; fix the failure above and run `webwarden ca rotate` again"
+            );
+        }
+    }
     Ok(exit_code(!any_failed))
 }
 
-/// Installs `new` in `store`, then removes `old`, so the store never
-/// trusts neither.
-fn swap(
-    store: &dyn TrustStore,
-    old: &CaCertificate,
-    new: &CaCertificate,
-) -> Result<String, TrustError> {
-    store.install(new)?;
-    store.uninstall(old)?;
-    Ok("new CA installed, old CA removed".to_owned())
+/// The outcome of a rotation in one trust store.
+struct StoreSwap {
+    old: CaCertificate,
+    /// Whether the store trusted the old CA.
+    trusted: bool,
+    /// Whether the new CA was added.
+    installed: bool,
+    error: Option<TrustError>,
+    /// The command that makes the change as administrator.
+    admin_command: String,
+}
+
+/// Adds the new CA to every store that trusts the old one. When one fails,
+/// removes it again from the others, so the rotation can be abandoned with
+/// every store as it was.
+fn stage_in_stores(
+    stores: &[Box<dyn TrustStore>],
+    previous_pem: &str,
+    new_pem: &str,
+) -> Vec<StoreSwap> {
+    let (old, new) = match (
+        CaCertificate::from_pem(previous_pem),
+        CaCertificate::from_pem(new_pem),
+    ) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(err), _) | (_, Err(err)) => {
+            tracing::error!(error = %err, "failed to read the certificates of the rotation");
+            return Vec::new();
+        }
+    };
+    let mut swaps: Vec<StoreSwap> = stores
+        .iter()
+        .map(|store| {
+            let trusted = store.status(&old).is_ok_and(|state| state.is_trusted());
+            let mut swap = StoreSwap {
+                old: old.clone(),
+                trusted,
+                installed: false,
+                error: None,
+                admin_command: "ca rotate".to_owned(),
+            };
+            if trusted {
+                match store.install(&new) {
+                    Ok(_) => swap.installed = true,
+                    Err(err) => swap.error = Some(err),
+                }
+            }
+            swap
+        })
+        .collect();
+    if swaps.iter().any(|swap| swap.error.is_some()) {
+        for (store, swap) in stores.iter().zip(&mut swaps) {
+            if swap.installed {
+                if let Err(err) = store.uninstall(&new) {
+                    tracing::warn!(store = %store.name(), error = %err, "failed to remove the new CA from a store after an abandoned rotation");
+                }
+                swap.installed = false;
+            }
+        }
+    }
+    swaps
+}
+
+/// Returns the SHA-256 fingerprint of a PEM certificate, or a note that it
+/// does not parse.
+fn sha256_of(pem: &str) -> String {
+    CaCertificate::from_pem(pem)
+        .map_or_else(|err| format!("unreadable ({err})"), |ca| ca.sha256_hex())
 }
 
 /// A CA certificate and the file it came from.
@@ -308,7 +386,9 @@ impl CaSource {
     /// Returns the options that select this CA again, with absolute paths.
     fn options(&self) -> String {
         match self {
-            CaSource::DataDir(dir) => format!("--data-dir {}", shell_quote(&absolute(dir))),
+            CaSource::DataDir(dir) => {
+                format!("--cert {}", shell_quote(&absolute(&dir.join(CA_CERT_FILE))))
+            }
             CaSource::File(path) => format!("--cert {}", shell_quote(&absolute(path))),
         }
     }
@@ -332,14 +412,26 @@ fn find_ca(
     hint: &'static str,
 ) -> Result<LoadedCa, CliError> {
     if let Some(path) = cert {
-        let pem = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read {}", path.display()))
-            .map_err(CliError::Usage)?;
-        return CaSource::File(path.to_owned()).parse(&pem);
+        return read_cert_arg(path);
     }
-    let store = ca_store(location)?;
-    let pem = load_ca_pem(&store, IfMissing::Fail { hint })?;
-    CaSource::DataDir(store.dir().to_owned()).parse(&pem)
+    let place = ca_place(location)?;
+    let pem = load_ca_pem(&place, IfMissing::Fail { hint })?;
+    CaSource::DataDir(place.dir).parse(&pem)
+}
+
+/// Reads the CA certificate named with `--cert`.
+fn read_cert_arg(path: &Path) -> Result<LoadedCa, CliError> {
+    let pem = match crate::ca_store::read_cert_file(path) {
+        Ok(pem) => pem,
+        Err(CaStoreError::NoCa { .. }) => {
+            return Err(CliError::Usage(anyhow!(
+                "the --cert file {} does not exist",
+                path.display()
+            )))
+        }
+        Err(err) => return Err(CliError::Usage(err.into())),
+    };
+    CaSource::File(path.to_owned()).parse(&pem)
 }
 
 /// The action of [`load_ca_pem`] when the data directory has no CA.
@@ -351,37 +443,57 @@ enum IfMissing {
     Fail { hint: &'static str },
 }
 
-/// Returns the CA certificate (PEM) of `store`. Only creating a CA reaches
-/// its key; reading the certificate does not.
-fn load_ca_pem(store: &CaStore, if_missing: IfMissing) -> Result<String, CliError> {
-    let path = store.cert_path();
-    match if_missing {
-        IfMissing::Create => {
-            let opened = store
+/// Returns the CA certificate (PEM) in `place`. Only creating a CA reaches
+/// its key, so an administrator without access to the user's keychain can
+/// still trust an existing one.
+fn load_ca_pem(place: &CaPlace, if_missing: IfMissing) -> Result<String, CliError> {
+    match (place.certificate_only().read_cert(), if_missing) {
+        (Ok(pem), _) => Ok(pem),
+        (Err(CaStoreError::NoCa { .. }), IfMissing::Create) => {
+            let opened = place
+                .with_key()?
                 .open_or_create()
                 .map_err(|err| CliError::Failed(err.into()))?;
             Ok(opened.ca.cert_pem().to_owned())
         }
-        IfMissing::Fail { hint } => match std::fs::read_to_string(&path) {
-            Ok(pem) => Ok(pem),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(CliError::Failed(
-                anyhow!("no CA certificate at {}; {hint}", path.display()),
-            )),
-            Err(err) => Err(CliError::Failed(
-                anyhow::Error::new(err).context(format!("failed to read {}", path.display())),
-            )),
-        },
+        (Err(CaStoreError::NoCa { cert }), IfMissing::Fail { hint }) => Err(CliError::Failed(
+            anyhow!("no CA certificate at {}; {hint}", cert.display()),
+        )),
+        (Err(err), _) => Err(CliError::Failed(err.into())),
     }
 }
 
-/// Returns the CA store of the configured data directory, with the key in
-/// the keychain that `[ca] key_storage` selects.
-fn ca_store(location: &CaLocation) -> Result<CaStore, CliError> {
+/// The configured data directory and key storage, before the keychain is
+/// opened: commands that only read the certificate never open it.
+struct CaPlace {
+    dir: PathBuf,
+    storage: KeyStorage,
+}
+
+impl CaPlace {
+    /// Returns the store for reading the certificate only.
+    fn certificate_only(&self) -> CaStore {
+        CaStore::new(&self.dir, Keychain::Unavailable)
+    }
+
+    /// Returns the store with the keychain that `[ca] key_storage`
+    /// selects, creating the data directory.
+    fn with_key(&self) -> Result<CaStore, CliError> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("failed to create data directory {}", self.dir.display()))
+            .map_err(CliError::Failed)?;
+        let keychain = Keychain::open(self.storage).map_err(|err| CliError::Failed(err.into()))?;
+        Ok(CaStore::new(&self.dir, keychain))
+    }
+}
+
+/// Returns the configured data directory and key storage.
+fn ca_place(location: &CaLocation) -> Result<CaPlace, CliError> {
     let (file, _) = config::load(location.config.as_deref()).map_err(CliError::Usage)?;
-    let dir = config::data_dir(location.data_dir.as_deref(), &file)?;
-    let keychain =
-        Keychain::open(file.ca.key_storage).map_err(|err| CliError::Failed(err.into()))?;
-    Ok(CaStore::new(&dir, keychain))
+    Ok(CaPlace {
+        dir: config::data_dir_path(location.data_dir.as_deref(), &file)?,
+        storage: file.ca.key_storage,
+    })
 }
 
 /// Returns the stores of this machine that `choice` selects.
