@@ -22,6 +22,7 @@ use thiserror::Error;
 use crate::command::CommandError;
 
 mod certificate;
+mod file;
 #[cfg(target_os = "linux")]
 pub mod firefox;
 #[cfg(target_os = "linux")]
@@ -33,7 +34,7 @@ pub mod nss;
 #[cfg(windows)]
 pub mod windows;
 
-pub use certificate::{CaCertificate, FILE_PREFIX, NICKNAME_PREFIX};
+pub use certificate::{CaCertificate, FILE_PREFIX, MAX_CERTIFICATE_FILE_LEN, NICKNAME_PREFIX};
 
 /// One place that decides which root CAs some programs trust.
 pub trait TrustStore {
@@ -141,6 +142,14 @@ pub enum TrustError {
     /// The certificate could not be used.
     #[error("invalid CA certificate: {0}")]
     InvalidCertificate(String),
+    /// A file that should contain the CA certificate cannot be used.
+    #[error("cannot use {path} as the CA certificate: {reason}")]
+    CertificateFile {
+        /// The file.
+        path: PathBuf,
+        /// The reason it cannot be used, followed by what to pass instead.
+        reason: String,
+    },
     /// Changing the store needs administrator rights (root on Unix).
     #[error("administrator rights are needed to change {location}")]
     AdminRequired {
