@@ -13,7 +13,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::certificate::bundle_contains;
-use super::{CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore, Unavailable};
+use super::{
+    run_tool, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore, Unavailable,
+};
 use crate::command::Tool;
 
 /// The paths and refresh tool of one distribution's system store.
@@ -149,7 +151,7 @@ impl SystemStore {
     }
 
     fn refresh(&self, args: &[&str]) -> Result<(), TrustError> {
-        self.layout.refresh.run(args)?;
+        run_tool(&self.layout.refresh, args)?;
         Ok(())
     }
 }
@@ -332,7 +334,10 @@ mod tests {
         let store = SystemStore::new(temp_layout(dir.path(), Some("echo broken >&2; exit 4")));
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
         let err = store.install(&ca).unwrap_err().to_string();
-        assert!(err.starts_with("`sh -c echo broken"), "{err}");
+        assert!(
+            err.starts_with("`sh -c 'echo broken >&2; exit 4' "),
+            "{err}"
+        );
         assert!(err.ends_with(": broken"), "{err}");
     }
 

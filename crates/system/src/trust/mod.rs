@@ -31,10 +31,14 @@ pub mod linux;
 pub mod macos;
 #[cfg(target_os = "linux")]
 pub mod nss;
+#[cfg(unix)]
+mod tool;
 #[cfg(windows)]
 pub mod windows;
 
 pub use certificate::{CaCertificate, FILE_PREFIX, MAX_CERTIFICATE_FILE_LEN, NICKNAME_PREFIX};
+#[cfg(unix)]
+pub(crate) use tool::run_tool;
 
 /// One place that decides which root CAs some programs trust.
 pub trait TrustStore {

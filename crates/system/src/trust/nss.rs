@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use super::certificate::bundle_contains;
 use super::firefox;
-use super::{temp_pem_file, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore};
+use super::{
+    run_tool, temp_pem_file, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore,
+};
 use crate::command::Tool;
 
 /// The NSS command-line tool.
@@ -81,14 +83,16 @@ impl NssDatabase {
     fn create(&self) -> Result<(), TrustError> {
         std::fs::create_dir_all(&self.dir)
             .map_err(|source| TrustError::io("create", &self.dir, &self.location(), source))?;
-        self.certutil
-            .run(["-N", "--empty-password", "-d", &self.database_arg()])?;
+        run_tool(
+            &self.certutil,
+            &["-N", "--empty-password", "-d", &self.database_arg()],
+        )?;
         Ok(())
     }
 
     /// Returns the trust flags of every entry named `nickname`.
     fn trust_flags(&self, nickname: &str) -> Result<Vec<String>, TrustError> {
-        let output = self.certutil.run(["-L", "-d", &self.database_arg()])?;
+        let output = run_tool(&self.certutil, &["-L", "-d", &self.database_arg()])?;
         let listing = String::from_utf8_lossy(&output.stdout);
         Ok(parse_listing(&listing)
             .into_iter()
@@ -100,9 +104,10 @@ impl NssDatabase {
     /// Checks whether a certificate named `ca`'s nickname is `ca` itself,
     /// not another certificate that happens to share the name.
     fn contains_same_certificate(&self, ca: &CaCertificate) -> Result<bool, TrustError> {
-        let output =
-            self.certutil
-                .run(["-L", "-d", &self.database_arg(), "-n", &ca.nickname(), "-a"])?;
+        let output = run_tool(
+            &self.certutil,
+            &["-L", "-d", &self.database_arg(), "-n", &ca.nickname(), "-a"],
+        )?;
         let pem = String::from_utf8_lossy(&output.stdout);
         Ok(bundle_contains(&pem, ca.der()))
     }
@@ -112,18 +117,21 @@ impl NssDatabase {
         let input = file.path().to_string_lossy().into_owned();
         let nickname = ca.nickname();
         let db = self.database_arg();
-        self.certutil.run([
-            "-A",
-            "-d",
-            &db,
-            "-n",
-            &nickname,
-            "-t",
-            TRUST_FLAGS,
-            "-a",
-            "-i",
-            &input,
-        ])?;
+        run_tool(
+            &self.certutil,
+            &[
+                "-A",
+                "-d",
+                &db,
+                "-n",
+                &nickname,
+                "-t",
+                TRUST_FLAGS,
+                "-a",
+                "-i",
+                &input,
+            ],
+        )?;
         Ok(())
     }
 }
@@ -175,7 +183,7 @@ impl TrustStore for NssDatabase {
                     self.dir.display()
                 )));
             }
-            self.certutil.run(["-D", "-d", &db, "-n", &nickname])?;
+            run_tool(&self.certutil, &["-D", "-d", &db, "-n", &nickname])?;
             deleted += 1;
         }
         Ok(if deleted == 0 {
@@ -367,6 +375,34 @@ webwarden local CA ba9876543210                              ,,
         assert_eq!(firefox.install(&ca).unwrap(), Change::Installed);
         assert!(profile.join("cert9.db").is_file());
         assert_eq!(firefox.status(&ca).unwrap(), TrustState::Trusted);
+    }
+
+    #[test]
+    fn failed_certutil_command_quotes_nickname() {
+        let home = tempfile::tempdir().unwrap();
+        let mut database = browser_databases(home.path()).remove(0);
+        std::fs::create_dir_all(database.dir()).unwrap();
+        std::fs::write(database.dir().join(DATABASE_FILE), "").unwrap();
+        // A stand-in for certutil that lists an empty database and fails
+        // every other command.
+        let script = home.path().join("certutil");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n[ \"$1\" = -L ] && exit 0\necho 'certutil: broken' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        database.certutil = Tool {
+            program: script.display().to_string().leak(),
+            provided_by: CERTUTIL.provided_by,
+        };
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+
+        let err = database.install(&ca).unwrap_err().to_string();
+        let quoted = format!("-n 'webwarden local CA {}' ", ca.id());
+        assert!(err.contains(&quoted), "{err}");
+        assert!(err.ends_with(": certutil: broken"), "{err}");
     }
 
     #[test]
