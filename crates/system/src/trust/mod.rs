@@ -160,6 +160,19 @@ pub enum TrustError {
         /// The file, directory or store that could not be changed.
         location: String,
     },
+    /// The NSS database has a password (in Firefox, the Primary Password),
+    /// which certutil needs to set trust flags and webwarden does not ask
+    /// for.
+    #[error(
+        "the NSS database in {database} has a password, so webwarden cannot set the CA's \
+         trust flags there; {fix}"
+    )]
+    PasswordProtected {
+        /// The database directory.
+        database: PathBuf,
+        /// What the user can do instead.
+        fix: String,
+    },
     /// A file or directory could not be read or written.
     #[error("failed to {action} {path}")]
     Io {

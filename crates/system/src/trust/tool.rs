@@ -33,7 +33,7 @@ fn shell_command_line<S: AsRef<OsStr>>(program: &str, args: &[S]) -> String {
 
 /// Quotes `word` for a POSIX shell unless it contains only characters the
 /// shell passes on unchanged.
-fn shell_word(word: &str) -> Cow<'_, str> {
+pub(crate) fn shell_word(word: &str) -> Cow<'_, str> {
     let plain = word
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "/._-+:,@=%".contains(c));
