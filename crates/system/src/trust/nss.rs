@@ -9,7 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use super::certificate::bundle_contains;
+use sha1::{Digest, Sha1};
+use x509_parser::parse_x509_certificate;
+use x509_parser::pem::Pem;
+use x509_parser::public_key::PublicKey;
+
 use super::firefox;
 use super::tool::shell_word;
 use super::{
@@ -29,10 +33,6 @@ const TRUST_FLAGS: &str = "C,,";
 
 /// The database file of the SQLite format (`sql:`) that current NSS uses.
 const DATABASE_FILE: &str = "cert9.db";
-
-/// Bound on the deletions of one nickname, in case several certificates
-/// share it.
-const MAX_DELETIONS: usize = 16;
 
 /// The password file that every certutil command except `-N` gets with
 /// `-f`. It is empty, so certutil logs in with the empty password that
@@ -77,9 +77,29 @@ enum Entry {
     /// No certificate has the nickname.
     Absent,
     /// The CA has the nickname, with these trust flags.
-    Ours { flags: String },
-    /// Another certificate has the nickname.
-    Other,
+    Ours {
+        /// The trust flags, such as `C,,`.
+        flags: String,
+        /// The `-n` argument that selects the CA and no other certificate:
+        /// the nickname, or a PKCS #11 URI when other certificates share
+        /// the CA's subject.
+        selector: String,
+    },
+    /// Only other certificates have the nickname.
+    Other {
+        /// The subject of the certificate named with the nickname.
+        subject: String,
+    },
+    /// The CA and other certificates with its subject all have the
+    /// nickname, so the listing does not show which trust flags are the
+    /// CA's.
+    Shared {
+        /// The PKCS #11 URI that selects the CA.
+        selector: String,
+    },
+    /// Other certificates share the CA's subject, and the key type of the
+    /// CA gives no NSS key ID to tell whether the nickname is the CA's.
+    Unknown,
 }
 
 impl NssDatabase {
@@ -196,26 +216,74 @@ impl NssDatabase {
             .collect())
     }
 
-    /// Checks whether a certificate named `ca`'s nickname is `ca` itself,
-    /// not another certificate that happens to share the name.
-    fn contains_same_certificate(&self, ca: &CaCertificate) -> Result<bool, TrustError> {
-        let output = self.certutil("-L", &["-n", &ca.nickname(), "-a"])?;
-        let pem = String::from_utf8_lossy(&output.stdout);
-        Ok(bundle_contains(&pem, ca.der()))
+    /// Returns the DER form of the certificates that `certutil -L -n`
+    /// prints for `selector`, which are the selected certificate and every
+    /// other certificate with its subject. Returns `None` when nothing is
+    /// selected.
+    fn subject_certificates(&self, selector: &str) -> Result<Option<Vec<Vec<u8>>>, TrustError> {
+        match self.certutil("-L", &["-n", selector, "-a"]) {
+            Ok(output) => Ok(Some(
+                Pem::iter_from_buffer(&output.stdout)
+                    .filter_map(Result::ok)
+                    .map(|block| block.contents)
+                    .collect(),
+            )),
+            Err(CommandError::Failed { output, .. }) if output.contains(NOT_FOUND_MESSAGE) => {
+                Ok(None)
+            }
+            Err(err) => Err(err.into()),
+        }
     }
 
-    /// Finds what the database contains under `ca`'s nickname.
+    /// Finds the certificate that the database lists under `ca`'s nickname.
+    ///
+    /// `certutil -L -n` prints every certificate with the subject of the
+    /// named one, and webwarden's CAs keep their subject across rotations.
+    /// So when other certificates share the CA's subject, a PKCS #11 URI
+    /// with the CA's key ID checks whether the nickname is the CA's.
     fn lookup(&self, ca: &CaCertificate) -> Result<Entry, TrustError> {
-        let flags = self.trust_flags(&ca.nickname())?;
+        let nickname = ca.nickname();
+        let flags = self.trust_flags(&nickname)?;
         if flags.is_empty() {
             return Ok(Entry::Absent);
         }
-        if !self.contains_same_certificate(ca)? {
-            return Ok(Entry::Other);
+
+        let certificates = self.subject_certificates(&nickname)?.unwrap_or_default();
+        if !certificates.iter().any(|der| der == ca.der()) {
+            let subject = certificates
+                .first()
+                .and_then(|der| parse_x509_certificate(der).ok())
+                .map_or_else(
+                    || "an unknown subject".to_owned(),
+                    |(_, cert)| cert.subject().to_string(),
+                );
+            return Ok(Entry::Other { subject });
         }
-        let trusted = flags.iter().find(|f| trusts_tls_servers(f));
-        let flags = trusted.unwrap_or(&flags[0]).clone();
-        Ok(Entry::Ours { flags })
+        if certificates.len() == 1 && flags.len() == 1 {
+            return Ok(Entry::Ours {
+                flags: flags[0].clone(),
+                selector: nickname,
+            });
+        }
+
+        let Some(selector) = certificate_uri(ca) else {
+            return Ok(Entry::Unknown);
+        };
+        // NOTE: PKCS #11 URIs as certutil -n values were checked with NSS
+        // 3.87. An NSS without them finds nothing, so the CA reads as
+        // absent when another certificate shares its subject.
+        if self.subject_certificates(&selector)?.is_none() {
+            return Ok(Entry::Other {
+                subject: ca.subject().to_owned(),
+            });
+        }
+        if flags.len() > 1 {
+            return Ok(Entry::Shared { selector });
+        }
+        Ok(Entry::Ours {
+            flags: flags[0].clone(),
+            selector,
+        })
     }
 
     /// Adds `ca` with the trust flags for a TLS root. When certutil fails,
@@ -236,16 +304,8 @@ impl NssDatabase {
     /// Removes `ca`, which this install added, after `err` stopped the
     /// install, and returns `err`, extended when the removal failed too.
     fn remove_after_failure(&self, ca: &CaCertificate, err: TrustError) -> TrustError {
-        let removal = match self.lookup(ca) {
-            Ok(Entry::Ours { .. }) => self
-                .certutil("-D", &["-n", &ca.nickname()])
-                .map(drop)
-                .map_err(TrustError::from),
-            Ok(_) => Ok(()),
-            Err(lookup_err) => Err(lookup_err),
-        };
-        match removal {
-            Ok(()) => err,
+        match self.delete(ca) {
+            Ok(_) => err,
             Err(removal_err) => {
                 tracing::warn!(
                     database = %self.dir.display(),
@@ -261,12 +321,51 @@ impl NssDatabase {
         }
     }
 
-    /// Sets the trust flags of `ca`, which the database contains, to those
-    /// of a TLS root.
-    fn repair_trust(&self, ca: &CaCertificate) -> Result<(), TrustError> {
-        self.certutil("-M", &["-n", &ca.nickname(), "-t", TRUST_FLAGS])
+    /// Sets the trust flags of the certificate that `selector` selects to
+    /// those of a TLS root.
+    fn repair_trust(&self, selector: &str) -> Result<(), TrustError> {
+        self.certutil("-M", &["-n", selector, "-t", TRUST_FLAGS])
             .map_err(|err| self.command_error(err))?;
         Ok(())
+    }
+
+    /// Deletes `ca` from the database, and no other certificate, and
+    /// returns whether it was there.
+    fn delete(&self, ca: &CaCertificate) -> Result<bool, TrustError> {
+        let selector = match self.lookup(ca)? {
+            Entry::Absent | Entry::Other { .. } => return Ok(false),
+            Entry::Ours { selector, .. } | Entry::Shared { selector } => selector,
+            Entry::Unknown => return Err(self.unknown_error(ca)),
+        };
+        self.certutil("-D", &["-n", &selector])?;
+        if matches!(self.lookup(ca)?, Entry::Ours { .. } | Entry::Shared { .. }) {
+            return Err(TrustError::Unexpected(format!(
+                "certutil -D did not delete {:?} from {}",
+                ca.nickname(),
+                self.dir.display()
+            )));
+        }
+        Ok(true)
+    }
+
+    fn shared_error(&self, ca: &CaCertificate) -> TrustError {
+        TrustError::Unexpected(format!(
+            "several certificates with the subject {} are named {:?} in {}, so the listing \
+             does not show the CA's trust flags; run uninstall, then install",
+            ca.subject(),
+            ca.nickname(),
+            self.dir.display()
+        ))
+    }
+
+    fn unknown_error(&self, ca: &CaCertificate) -> TrustError {
+        TrustError::Unexpected(format!(
+            "{} contains other certificates with the subject {}, and webwarden cannot tell \
+             them apart from the CA for its key type; change the CA in the browser's \
+             certificate manager instead",
+            self.dir.display(),
+            ca.subject()
+        ))
     }
 }
 
@@ -287,26 +386,42 @@ impl TrustStore for NssDatabase {
         if !self.exists() {
             self.create()?;
         }
-        let entry = self.lookup(ca)?;
-        if matches!(&entry, Entry::Ours { flags } if trusts_tls_servers(flags)) {
-            return Ok(Change::AlreadyInstalled);
-        }
+        let repair = match self.lookup(ca)? {
+            Entry::Ours { flags, .. } if trusts_tls_servers(&flags) => {
+                return Ok(Change::AlreadyInstalled)
+            }
+            Entry::Ours { selector, .. } => Some(selector),
+            Entry::Absent => None,
+            Entry::Other { subject } => {
+                return Err(TrustError::Unexpected(format!(
+                    "another certificate ({subject}) is named {:?} in {}, so certutil cannot \
+                     add the CA under that name; delete that certificate with `certutil -D \
+                     -d {} -n {}` if it is not needed, then run install again",
+                    ca.nickname(),
+                    self.dir.display(),
+                    shell_word(&self.database_arg()),
+                    shell_word(&ca.nickname())
+                )))
+            }
+            Entry::Shared { .. } => return Err(self.shared_error(ca)),
+            Entry::Unknown => return Err(self.unknown_error(ca)),
+        };
         // Setting trust flags needs a login, so a database with a password
         // is reported before anything is added.
         if self.has_password()? {
             return Err(self.password_error());
         }
-        let added = match entry {
-            Entry::Ours { .. } => {
-                self.repair_trust(ca)?;
+        let added = match repair {
+            Some(selector) => {
+                self.repair_trust(&selector)?;
                 false
             }
-            Entry::Absent | Entry::Other => {
+            None => {
                 self.add(ca)?;
                 true
             }
         };
-        if !matches!(self.lookup(ca)?, Entry::Ours { flags } if trusts_tls_servers(&flags)) {
+        if !matches!(self.lookup(ca)?, Entry::Ours { flags, .. } if trusts_tls_servers(&flags)) {
             let err = TrustError::Unexpected(format!(
                 "certutil added {:?} to {} but does not list it as a trusted CA",
                 ca.nickname(),
@@ -325,22 +440,10 @@ impl TrustStore for NssDatabase {
         if !self.exists() {
             return Ok(Change::NotPresent);
         }
-        let nickname = ca.nickname();
-        let mut deleted = 0;
-        while !self.trust_flags(&nickname)?.is_empty() {
-            if deleted == MAX_DELETIONS {
-                return Err(TrustError::Unexpected(format!(
-                    "{nickname:?} is still in {} after {MAX_DELETIONS} deletions",
-                    self.dir.display()
-                )));
-            }
-            self.certutil("-D", &["-n", &nickname])?;
-            deleted += 1;
-        }
-        Ok(if deleted == 0 {
-            Change::NotPresent
-        } else {
+        Ok(if self.delete(ca)? {
             Change::Removed
+        } else {
+            Change::NotPresent
         })
     }
 
@@ -350,12 +453,12 @@ impl TrustStore for NssDatabase {
         }
         match self.lookup(ca)? {
             Entry::Absent => Ok(TrustState::Absent),
-            Entry::Other => Ok(TrustState::Incomplete(format!(
-                "another certificate is named {:?}",
+            Entry::Other { subject } => Ok(TrustState::Incomplete(format!(
+                "another certificate ({subject}) is named {:?}",
                 ca.nickname()
             ))),
-            Entry::Ours { flags } if trusts_tls_servers(&flags) => Ok(TrustState::Trusted),
-            Entry::Ours { flags } => {
+            Entry::Ours { flags, .. } if trusts_tls_servers(&flags) => Ok(TrustState::Trusted),
+            Entry::Ours { flags, .. } => {
                 let mut reason = format!(
                     "the certificate is listed with trust flags {flags:?}, without C for TLS"
                 );
@@ -367,8 +470,62 @@ impl TrustStore for NssDatabase {
                 }
                 Ok(TrustState::Incomplete(reason))
             }
+            Entry::Shared { .. } => Ok(TrustState::Incomplete(self.shared_error(ca).to_string())),
+            Entry::Unknown => Ok(TrustState::Incomplete(self.unknown_error(ca).to_string())),
         }
     }
+}
+
+/// The message certutil prints when `-n` selects no certificate.
+const NOT_FOUND_MESSAGE: &str = "could not find certificate named";
+
+/// Returns a PKCS #11 URI (RFC 7512) that selects `ca` by its nickname and
+/// by the key ID (`CKA_ID`) that NSS gives an imported certificate, or
+/// `None` for a key type without a known key ID.
+fn certificate_uri(ca: &CaCertificate) -> Option<String> {
+    let id = nss_key_id(ca.der())?;
+    Some(format!(
+        "pkcs11:type=cert;object={};id={}",
+        percent_encode(ca.nickname().as_bytes()),
+        percent_encode(&id)
+    ))
+}
+
+/// Returns the key ID that NSS stores with a certificate it imports: the
+/// SHA-1 hash of the RSA modulus without leading zero bytes, or of the
+/// EC public point. NSS uses a value of at most 20 bytes as it is.
+///
+/// NOTE: derived from NSS's key ID rule for imported certificates and
+/// checked with NSS 3.87 for P-256 and RSA keys. Other key types return
+/// `None`.
+fn nss_key_id(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = parse_x509_certificate(der).ok()?;
+    let key = cert.public_key().parsed().ok()?;
+    let value = match &key {
+        PublicKey::RSA(rsa) => {
+            let start = rsa.modulus.iter().position(|&b| b != 0)?;
+            &rsa.modulus[start..]
+        }
+        PublicKey::EC(point) => point.data(),
+        _ => return None,
+    };
+    if value.len() <= 20 {
+        return Some(value.to_vec());
+    }
+    Some(Sha1::digest(value).to_vec())
+}
+
+/// Percent-encodes every byte except the unreserved characters of RFC 3986.
+fn percent_encode(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len() * 3);
+    for &byte in bytes {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            text.push(char::from(byte));
+        } else {
+            text.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    text
 }
 
 /// Parses the table `certutil -L` prints into (nickname, trust flags)
@@ -643,6 +800,127 @@ webwarden local CA ba9876543210                              ,,
         let change = within_a_minute(move || store.uninstall(&certificate)).unwrap();
         assert_eq!(change, Change::Removed);
         assert!(database.trust_flags(&nickname).unwrap().is_empty());
+    }
+
+    /// A CA certificate (P-256, `CN=webwarden test other CA`) made with
+    /// OpenSSL 3.0 for these tests, valid until 2036.
+    const OTHER_CA: &str = include_str!("testdata/other-ca.pem");
+
+    /// A CA certificate with the subject of [`TEST_CA`] but an RSA key, as
+    /// a rotated CA has the subject of the one it replaces. Made with
+    /// OpenSSL 3.0 for these tests, valid until 2036.
+    const SAME_SUBJECT_CA: &str = include_str!("testdata/same-subject-ca.pem");
+
+    /// Adds the certificate `pem` to `database` under `nickname` with
+    /// trust `flags`, as another program would.
+    fn add_with_certutil(database: &NssDatabase, pem: &str, nickname: &str, flags: &str) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), pem).unwrap();
+        let input = file.path().to_str().unwrap();
+        let db = database.database_arg();
+        CERTUTIL
+            .run([
+                "-A", "-d", &db, "-n", nickname, "-t", flags, "-a", "-i", input,
+            ])
+            .unwrap();
+    }
+
+    /// Returns the DER form of the certificates that `certutil -L -n`
+    /// prints for `nickname`: every certificate with its subject.
+    fn certificates_named(database: &NssDatabase, nickname: &str) -> Vec<Vec<u8>> {
+        let db = database.database_arg();
+        let output = CERTUTIL
+            .run(["-L", "-d", &db, "-n", nickname, "-a"])
+            .unwrap();
+        pem::parse_many(&output.stdout)
+            .unwrap()
+            .into_iter()
+            .map(|block| block.into_contents())
+            .collect()
+    }
+
+    #[test]
+    fn uninstall_keeps_other_certificate_with_our_nickname() {
+        if !certutil_available() {
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        let database = browser_databases(home.path()).remove(0);
+        database.create().unwrap();
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+        let other = CaCertificate::from_pem(OTHER_CA).unwrap();
+        add_with_certutil(&database, OTHER_CA, &ca.nickname(), "C,,");
+
+        let state = database.status(&ca).unwrap();
+        let TrustState::Incomplete(reason) = state else {
+            panic!("expected incomplete, got {state:?}");
+        };
+        assert!(reason.contains("another certificate"), "{reason}");
+        assert_eq!(database.uninstall(&ca).unwrap(), Change::NotPresent);
+        assert_eq!(database.trust_flags(&ca.nickname()).unwrap(), ["C,,"]);
+        assert_eq!(
+            certificates_named(&database, &ca.nickname()),
+            [other.der().to_vec()]
+        );
+
+        let err = database.install(&ca).unwrap_err().to_string();
+        assert!(err.contains("another certificate"), "{err}");
+        assert!(err.contains("webwarden test other CA"), "{err}");
+        assert_eq!(database.trust_flags(&ca.nickname()).unwrap(), ["C,,"]);
+    }
+
+    #[test]
+    fn uninstall_deletes_only_ours_of_shared_nickname() {
+        if !certutil_available() {
+            return;
+        }
+        // Each CA in turn is the one uninstalled, so both key types (P-256
+        // and RSA) select the certificate to delete.
+        let cases = [(TEST_CA, SAME_SUBJECT_CA), (SAME_SUBJECT_CA, TEST_CA)];
+        for (ours_pem, sibling_pem) in cases {
+            let home = tempfile::tempdir().unwrap();
+            let database = browser_databases(home.path()).remove(0);
+            database.create().unwrap();
+            let ca = CaCertificate::from_pem(ours_pem).unwrap();
+            let sibling = CaCertificate::from_pem(sibling_pem).unwrap();
+            add_with_certutil(&database, ours_pem, &ca.nickname(), "C,,");
+            add_with_certutil(&database, sibling_pem, &ca.nickname(), ",,");
+            assert_eq!(database.trust_flags(&ca.nickname()).unwrap().len(), 2);
+
+            assert_eq!(database.uninstall(&ca).unwrap(), Change::Removed);
+            assert_eq!(database.trust_flags(&ca.nickname()).unwrap(), [",,"]);
+            assert_eq!(
+                certificates_named(&database, &ca.nickname()),
+                [sibling.der().to_vec()],
+                "uninstall of {}",
+                ca.subject()
+            );
+            let state = database.status(&ca).unwrap();
+            assert!(matches!(state, TrustState::Incomplete(_)), "{state:?}");
+        }
+    }
+
+    #[test]
+    fn rotated_ca_with_same_subject_is_told_apart() {
+        if !certutil_available() {
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        let database = browser_databases(home.path()).remove(0);
+        let old = CaCertificate::from_pem(TEST_CA).unwrap();
+        let new = CaCertificate::from_pem(SAME_SUBJECT_CA).unwrap();
+        assert_eq!(database.install(&old).unwrap(), Change::Installed);
+        assert_eq!(database.install(&new).unwrap(), Change::Installed);
+        assert_eq!(database.status(&old).unwrap(), TrustState::Trusted);
+        assert_eq!(database.status(&new).unwrap(), TrustState::Trusted);
+
+        assert_eq!(database.uninstall(&old).unwrap(), Change::Removed);
+        assert_eq!(database.status(&old).unwrap(), TrustState::Absent);
+        assert_eq!(database.status(&new).unwrap(), TrustState::Trusted);
+        assert_eq!(
+            certificates_named(&database, &new.nickname()),
+            [new.der().to_vec()]
+        );
     }
 
     #[test]
