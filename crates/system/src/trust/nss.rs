@@ -4,7 +4,9 @@
 //!
 //! Chromium and Chrome share `~/.pki/nssdb`, which webwarden creates when
 //! it is missing so a browser started later finds the CA. Each Firefox
-//! profile has its own database in the profile directory.
+//! profile has its own database in the profile directory, which Firefox
+//! creates on the profile's first start. webwarden never creates files in
+//! a profile directory, because `profiles.ini` may name any directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -34,6 +36,11 @@ const TRUST_FLAGS: &str = "C,,";
 /// The database file of the SQLite format (`sql:`) that current NSS uses.
 const DATABASE_FILE: &str = "cert9.db";
 
+/// The files of a database in the SQLite format. A certutil command that
+/// changes a database creates those that are missing (checked with NSS
+/// 3.87), so a Firefox profile is changed only when all of them exist.
+const DATABASE_FILES: [&str; 3] = [DATABASE_FILE, "key4.db", "pkcs11.txt"];
+
 /// The password file that every certutil command except `-N` gets with
 /// `-f`. It is empty, so certutil logs in with the empty password that
 /// the browsers set by default, and fails instead of prompting on the
@@ -54,16 +61,16 @@ pub fn browser_databases(home: &Path) -> Vec<NssDatabase> {
     databases
 }
 
-/// The browser that reads a database, which decides what to tell the user
-/// when the database has a password.
+/// The browser that reads a database, which decides whether webwarden may
+/// create the database and what to tell the user when it has a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Browser {
     Chromium,
     Firefox,
 }
 
-/// One NSS database directory, which install creates when it does not
-/// exist.
+/// One NSS database directory. Install creates Chromium's when it does not
+/// exist, but never a Firefox profile's.
 #[derive(Debug, Clone)]
 pub struct NssDatabase {
     name: String,
@@ -131,7 +138,34 @@ impl NssDatabase {
     }
 
     fn exists(&self) -> bool {
-        self.dir.join(DATABASE_FILE).is_file()
+        match self.browser {
+            Browser::Chromium => self.dir.join(DATABASE_FILE).is_file(),
+            Browser::Firefox => self.missing_files().is_empty(),
+        }
+    }
+
+    fn missing_files(&self) -> Vec<&'static str> {
+        DATABASE_FILES
+            .into_iter()
+            .filter(|file| !self.dir.join(file).is_file())
+            .collect()
+    }
+
+    /// Creates Chromium's database when it does not exist, and fails for a
+    /// Firefox profile without a complete one.
+    fn ensure_exists(&self) -> Result<(), TrustError> {
+        if self.exists() {
+            return Ok(());
+        }
+        match self.browser {
+            Browser::Chromium => self.create(),
+            Browser::Firefox => Err(TrustError::Unavailable(format!(
+                "{} has no complete NSS database ({} missing), and webwarden creates none in a \
+                 Firefox profile; start Firefox with this profile once, then run install again",
+                self.dir.display(),
+                self.missing_files().join(", ")
+            ))),
+        }
     }
 
     fn database_arg(&self) -> String {
@@ -383,9 +417,7 @@ impl TrustStore for NssDatabase {
     }
 
     fn install(&self, ca: &CaCertificate) -> Result<Change, TrustError> {
-        if !self.exists() {
-            self.create()?;
-        }
+        self.ensure_exists()?;
         let repair = match self.lookup(ca)? {
             Entry::Ours { flags, .. } if trusts_tls_servers(&flags) => {
                 return Ok(Change::AlreadyInstalled)
@@ -669,7 +701,7 @@ webwarden local CA ba9876543210                              ,,
     }
 
     #[test]
-    fn nss_in_firefox_profile_is_created() {
+    fn firefox_profile_database_is_used() {
         if !certutil_available() {
             return;
         }
@@ -681,11 +713,58 @@ webwarden local CA ba9876543210                              ,,
             "[Profile0]\nName=default-release\nIsRelative=1\nPath=x.default-release\n",
         )
         .unwrap();
+        // The database Firefox creates on the first start of a profile.
+        let db = format!("sql:{}", profile.display());
+        CERTUTIL.run(["-N", "--empty-password", "-d", &db]).unwrap();
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
         let firefox = browser_databases(home.path()).remove(1);
         assert_eq!(firefox.install(&ca).unwrap(), Change::Installed);
-        assert!(profile.join("cert9.db").is_file());
         assert_eq!(firefox.status(&ca).unwrap(), TrustState::Trusted);
+        assert_eq!(firefox.uninstall(&ca).unwrap(), Change::Removed);
+    }
+
+    #[test]
+    fn firefox_profile_database_is_never_created() {
+        let home = tempfile::tempdir().unwrap();
+        let firefox = home.path().join(".mozilla/firefox");
+        let relative = firefox.join("new.default");
+        let outside = home.path().join("Documents");
+        std::fs::create_dir_all(&relative).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // A profile that Firefox has not started yet, and a directory
+        // outside the Firefox directory that only has part of a database.
+        std::fs::write(outside.join("cert9.db"), "").unwrap();
+        std::fs::write(
+            firefox.join("profiles.ini"),
+            format!(
+                "[Profile0]\nName=new\nIsRelative=1\nPath=new.default\n\
+                 [Profile1]\nName=outside\nIsRelative=0\nPath={}\n",
+                outside.display()
+            ),
+        )
+        .unwrap();
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+        let databases = browser_databases(home.path());
+        assert_eq!(databases.len(), 3);
+
+        for (database, files_before) in databases[1..].iter().zip([0, 1]) {
+            let err = database.install(&ca).unwrap_err();
+            assert!(matches!(err, TrustError::Unavailable(_)), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains("start Firefox with this profile"),
+                "{message}"
+            );
+            assert_eq!(database.status(&ca).unwrap(), TrustState::Absent);
+            assert_eq!(database.uninstall(&ca).unwrap(), Change::NotPresent);
+            let files = std::fs::read_dir(database.dir()).unwrap().count();
+            assert_eq!(
+                files,
+                files_before,
+                "files created in {}",
+                database.dir().display()
+            );
+        }
     }
 
     /// Returns the store of a Firefox profile under `home` whose NSS
