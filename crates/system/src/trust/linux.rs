@@ -103,6 +103,7 @@ pub fn system_store() -> Box<dyn TrustStore> {
         None => Box::new(Unavailable {
             name: "system".to_owned(),
             kind: StoreKind::System,
+            location: "-".to_owned(),
             reason: format!(
                 "no supported system trust store: neither {} (Debian, Ubuntu) nor {} \
                  (Fedora, RHEL) exists",

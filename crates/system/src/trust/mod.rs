@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -170,7 +170,7 @@ pub enum TrustError {
     PasswordProtected {
         /// The database directory.
         database: PathBuf,
-        /// What the user can do instead.
+        /// The steps the user can take instead.
         fix: String,
     },
     /// A file or directory could not be read or written.
@@ -238,14 +238,12 @@ pub fn machine_stores() -> Vec<Box<dyn TrustStore>> {
         stores.push(linux::system_store());
         match std::env::var_os("HOME") {
             Some(home) if !home.is_empty() => {
-                let home = PathBuf::from(home);
-                for database in nss::browser_databases(&home) {
-                    stores.push(Box::new(database));
-                }
+                stores.extend(nss::browser_stores(Path::new(&home)));
             }
             _ => stores.push(Box::new(Unavailable {
                 name: "browsers".to_owned(),
                 kind: StoreKind::Browser,
+                location: "-".to_owned(),
                 reason: "HOME is not set, so the browser databases cannot be found".to_owned(),
             })),
         }
@@ -258,6 +256,7 @@ pub fn machine_stores() -> Vec<Box<dyn TrustStore>> {
         stores.push(Box::new(Unavailable {
             name: "system".to_owned(),
             kind: StoreKind::System,
+            location: "-".to_owned(),
             reason: format!(
                 "webwarden does not support the trust stores of {}",
                 std::env::consts::OS
@@ -298,6 +297,8 @@ pub struct Unavailable {
     pub name: String,
     /// The group it belongs to.
     pub kind: StoreKind,
+    /// The file or directory to show in reports, or `-` for none.
+    pub location: String,
     /// The reason it cannot be used.
     pub reason: String,
 }
@@ -308,7 +309,7 @@ impl TrustStore for Unavailable {
     }
 
     fn location(&self) -> String {
-        "-".to_owned()
+        self.location.clone()
     }
 
     fn kind(&self) -> StoreKind {

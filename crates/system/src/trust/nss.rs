@@ -20,6 +20,7 @@ use super::firefox;
 use super::tool::shell_word;
 use super::{
     run_tool, temp_pem_file, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore,
+    Unavailable,
 };
 use crate::command::{CommandError, Tool};
 
@@ -53,12 +54,30 @@ const BAD_PASSWORD_ERROR: &str = "SEC_ERROR_BAD_PASSWORD";
 
 /// Returns the NSS databases of the user whose home directory is `home`:
 /// Chromium's, whether it exists yet or not, then one per Firefox profile.
-pub fn browser_databases(home: &Path) -> Vec<NssDatabase> {
-    let mut databases = vec![NssDatabase::chromium(home.join(".pki").join("nssdb"))];
+/// A `profiles.ini` that could not be read becomes a store whose
+/// operations fail with the reason, so reports show that its profiles
+/// were not checked.
+pub fn browser_stores(home: &Path) -> Vec<Box<dyn TrustStore>> {
+    let mut stores: Vec<Box<dyn TrustStore>> = vec![Box::new(NssDatabase::chromium(
+        home.join(".pki").join("nssdb"),
+    ))];
     for profile in firefox::profiles(home) {
-        databases.push(NssDatabase::firefox_profile(&profile.name, profile.dir));
+        stores.push(match profile {
+            Ok(profile) => Box::new(NssDatabase::firefox_profile(&profile.name, profile.dir)),
+            Err(unreadable) => Box::new(Unavailable {
+                name: "Firefox profiles".to_owned(),
+                kind: StoreKind::Browser,
+                location: unreadable.path.display().to_string(),
+                reason: format!(
+                    "cannot read the Firefox profile list {}: {}, so its profiles were not \
+                     checked; replace it with a regular file or remove it",
+                    unreadable.path.display(),
+                    unreadable.reason
+                ),
+            }),
+        });
     }
-    databases
+    stores
 }
 
 /// The browser that reads a database, which decides whether webwarden may
@@ -622,11 +641,61 @@ webwarden local CA ba9876543210                              ,,
             "[Profile0]\nName=default\nIsRelative=1\nPath=p.default\n",
         )
         .unwrap();
-        let databases = browser_databases(home.path());
-        let names: Vec<String> = databases.iter().map(TrustStore::name).collect();
+        let stores = browser_stores(home.path());
+        let names: Vec<String> = stores.iter().map(|store| store.name()).collect();
         assert_eq!(names, ["Chrome/Chromium", "Firefox profile default"]);
-        assert_eq!(databases[0].dir(), home.path().join(".pki/nssdb"));
-        assert_eq!(databases[1].dir(), firefox.join("p.default"));
+        let locations: Vec<String> = stores.iter().map(|store| store.location()).collect();
+        assert_eq!(
+            locations,
+            [
+                home.path().join(".pki/nssdb").display().to_string(),
+                firefox.join("p.default").display().to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn unreadable_profiles_ini_is_failed_store() {
+        let home = tempfile::tempdir().unwrap();
+        let firefox = home.path().join(".mozilla/firefox");
+        let profiles_ini = firefox.join("profiles.ini");
+        std::fs::create_dir_all(&profiles_ini).unwrap();
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+
+        let stores = browser_stores(home.path());
+        assert_eq!(stores.len(), 2);
+        let store = &stores[1];
+        assert_eq!(store.name(), "Firefox profiles");
+        assert_eq!(store.kind(), StoreKind::Browser);
+        assert_eq!(store.location(), profiles_ini.display().to_string());
+        let err = store.status(&ca).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "cannot read the Firefox profile list {}: it is a directory, not a regular \
+                 file, so its profiles were not checked; replace it with a regular file or \
+                 remove it",
+                profiles_ini.display()
+            )
+        );
+        assert!(store.install(&ca).is_err());
+        assert!(store.uninstall(&ca).is_err());
+    }
+
+    /// Returns the store of Chromium's database under `home`.
+    fn chromium_database(home: &Path) -> NssDatabase {
+        NssDatabase::chromium(home.join(".pki/nssdb"))
+    }
+
+    /// Returns the stores of the Firefox profiles under `home`.
+    fn firefox_databases(home: &Path) -> Vec<NssDatabase> {
+        firefox::profiles(home)
+            .into_iter()
+            .map(|profile| {
+                let profile = profile.unwrap();
+                NssDatabase::firefox_profile(&profile.name, profile.dir)
+            })
+            .collect()
     }
 
     use std::io::Write;
@@ -653,7 +722,7 @@ webwarden local CA ba9876543210                              ,,
         }
         let home = tempfile::tempdir().unwrap();
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
-        let database = browser_databases(home.path()).remove(0);
+        let database = chromium_database(home.path());
         assert_eq!(database.status(&ca).unwrap(), TrustState::Absent);
         assert_eq!(database.uninstall(&ca).unwrap(), Change::NotPresent);
 
@@ -678,7 +747,7 @@ webwarden local CA ba9876543210                              ,,
         }
         let home = tempfile::tempdir().unwrap();
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
-        let database = browser_databases(home.path()).remove(0);
+        let database = chromium_database(home.path());
         database.create().unwrap();
         let pem_path = home.path().join("ca.pem");
         std::fs::write(&pem_path, ca.pem()).unwrap();
@@ -717,7 +786,7 @@ webwarden local CA ba9876543210                              ,,
         let db = format!("sql:{}", profile.display());
         CERTUTIL.run(["-N", "--empty-password", "-d", &db]).unwrap();
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
-        let firefox = browser_databases(home.path()).remove(1);
+        let firefox = firefox_databases(home.path()).remove(0);
         assert_eq!(firefox.install(&ca).unwrap(), Change::Installed);
         assert_eq!(firefox.status(&ca).unwrap(), TrustState::Trusted);
         assert_eq!(firefox.uninstall(&ca).unwrap(), Change::Removed);
@@ -744,10 +813,10 @@ webwarden local CA ba9876543210                              ,,
         )
         .unwrap();
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
-        let databases = browser_databases(home.path());
-        assert_eq!(databases.len(), 3);
+        let databases = firefox_databases(home.path());
+        assert_eq!(databases.len(), 2);
 
-        for (database, files_before) in databases[1..].iter().zip([0, 1]) {
+        for (database, files_before) in databases.iter().zip([0, 1]) {
             let err = database.install(&ca).unwrap_err();
             assert!(matches!(err, TrustError::Unavailable(_)), "{err:?}");
             let message = err.to_string();
@@ -790,7 +859,7 @@ webwarden local CA ba9876543210                              ,,
                 password_file.as_os_str(),
             ])
             .unwrap();
-        browser_databases(home).remove(1)
+        firefox_databases(home).remove(0)
     }
 
     /// Runs `operation` on another thread and fails the test when it takes
@@ -924,7 +993,7 @@ webwarden local CA ba9876543210                              ,,
             return;
         }
         let home = tempfile::tempdir().unwrap();
-        let database = browser_databases(home.path()).remove(0);
+        let database = chromium_database(home.path());
         database.create().unwrap();
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
         let other = CaCertificate::from_pem(OTHER_CA).unwrap();
@@ -958,7 +1027,7 @@ webwarden local CA ba9876543210                              ,,
         let cases = [(TEST_CA, SAME_SUBJECT_CA), (SAME_SUBJECT_CA, TEST_CA)];
         for (ours_pem, sibling_pem) in cases {
             let home = tempfile::tempdir().unwrap();
-            let database = browser_databases(home.path()).remove(0);
+            let database = chromium_database(home.path());
             database.create().unwrap();
             let ca = CaCertificate::from_pem(ours_pem).unwrap();
             let sibling = CaCertificate::from_pem(sibling_pem).unwrap();
@@ -985,7 +1054,7 @@ webwarden local CA ba9876543210                              ,,
             return;
         }
         let home = tempfile::tempdir().unwrap();
-        let database = browser_databases(home.path()).remove(0);
+        let database = chromium_database(home.path());
         let old = CaCertificate::from_pem(TEST_CA).unwrap();
         let new = CaCertificate::from_pem(SAME_SUBJECT_CA).unwrap();
         assert_eq!(database.install(&old).unwrap(), Change::Installed);
@@ -1005,7 +1074,7 @@ webwarden local CA ba9876543210                              ,,
     #[test]
     fn failed_certutil_command_quotes_nickname() {
         let home = tempfile::tempdir().unwrap();
-        let mut database = browser_databases(home.path()).remove(0);
+        let mut database = chromium_database(home.path());
         std::fs::create_dir_all(database.dir()).unwrap();
         std::fs::write(database.dir().join(DATABASE_FILE), "").unwrap();
         // A stand-in for certutil that lists an empty database and fails
@@ -1033,7 +1102,7 @@ webwarden local CA ba9876543210                              ,,
     #[test]
     fn missing_certutil_names_its_package() {
         let home = tempfile::tempdir().unwrap();
-        let mut database = browser_databases(home.path()).remove(0);
+        let mut database = chromium_database(home.path());
         database.certutil = Tool {
             program: "webwarden-no-such-certutil",
             provided_by: CERTUTIL.provided_by,
