@@ -117,7 +117,7 @@ impl TrustStore for SystemKeychain {
         if output.status.success() {
             return Ok(TrustState::Trusted);
         }
-        Ok(TrustState::Incomplete(format!(
+        Ok(TrustState::not_trusted_yet(format!(
             "the System keychain contains the CA but security verify-cert rejects it: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )))

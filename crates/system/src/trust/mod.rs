@@ -117,8 +117,10 @@ pub enum TrustState {
     Trusted,
     /// The store does not contain the CA.
     Absent,
-    /// Part of the CA's installation is there but the store does not
-    /// trust it yet, for the reason given.
+    /// Part of the CA's installation is there, or left over. The text
+    /// starts with whether programs trust the CA now (`not trusted yet: `,
+    /// `still trusted until the bundle is rebuilt: ` or `trust unknown: `),
+    /// followed by the reason and the fix.
     Incomplete(String),
 }
 
@@ -127,6 +129,12 @@ impl TrustState {
     pub fn is_trusted(&self) -> bool {
         matches!(self, TrustState::Trusted)
     }
+
+    /// Builds the [`TrustState::Incomplete`] state of a store that does
+    /// not trust the CA yet, for `reason`.
+    pub(crate) fn not_trusted_yet(reason: impl fmt::Display) -> TrustState {
+        TrustState::Incomplete(format!("not trusted yet: {reason}"))
+    }
 }
 
 impl fmt::Display for TrustState {
@@ -134,7 +142,7 @@ impl fmt::Display for TrustState {
         match self {
             TrustState::Trusted => f.write_str("trusted"),
             TrustState::Absent => f.write_str("not present"),
-            TrustState::Incomplete(reason) => write!(f, "not trusted yet: {reason}"),
+            TrustState::Incomplete(text) => f.write_str(text),
         }
     }
 }

@@ -504,7 +504,7 @@ impl TrustStore for NssDatabase {
         }
         match self.lookup(ca)? {
             Entry::Absent => Ok(TrustState::Absent),
-            Entry::Other { subject } => Ok(TrustState::Incomplete(format!(
+            Entry::Other { subject } => Ok(TrustState::not_trusted_yet(format!(
                 "another certificate ({subject}) is named {:?}",
                 ca.nickname()
             ))),
@@ -519,10 +519,16 @@ impl TrustStore for NssDatabase {
                         self.password_fix()
                     ));
                 }
-                Ok(TrustState::Incomplete(reason))
+                Ok(TrustState::not_trusted_yet(reason))
             }
-            Entry::Shared { .. } => Ok(TrustState::Incomplete(self.shared_error(ca).to_string())),
-            Entry::Unknown => Ok(TrustState::Incomplete(self.unknown_error(ca).to_string())),
+            Entry::Shared { .. } => Ok(TrustState::Incomplete(format!(
+                "trust unknown: {}",
+                self.shared_error(ca)
+            ))),
+            Entry::Unknown => Ok(TrustState::Incomplete(format!(
+                "trust unknown: {}",
+                self.unknown_error(ca)
+            ))),
         }
     }
 }
