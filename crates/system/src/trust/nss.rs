@@ -8,6 +8,7 @@
 //! creates on the profile's first start. webwarden never creates files in
 //! a profile directory, because `profiles.ini` may name any directory.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -187,15 +188,25 @@ impl NssDatabase {
         }
     }
 
-    fn database_arg(&self) -> String {
-        format!("sql:{}", self.dir.display())
+    /// Returns the `-d` argument. The directory is kept as bytes, because
+    /// a profile directory may have a name that is not UTF-8.
+    fn database_arg(&self) -> OsString {
+        let mut arg = OsString::from("sql:");
+        arg.push(&self.dir);
+        arg
     }
 
     /// Runs `certutil COMMAND -d sql:DIR -f /dev/null ARGS`.
-    fn certutil(&self, command: &str, args: &[&str]) -> Result<Output, CommandError> {
+    fn certutil<S: AsRef<OsStr>>(&self, command: &str, args: &[S]) -> Result<Output, CommandError> {
         let db = self.database_arg();
-        let mut all_args = vec![command, "-d", &db, "-f", EMPTY_PASSWORD_FILE];
-        all_args.extend_from_slice(args);
+        let mut all_args: Vec<&OsStr> = vec![
+            command.as_ref(),
+            "-d".as_ref(),
+            &db,
+            "-f".as_ref(),
+            EMPTY_PASSWORD_FILE.as_ref(),
+        ];
+        all_args.extend(args.iter().map(AsRef::as_ref));
         run_tool(&self.certutil, &all_args)
     }
 
@@ -206,7 +217,12 @@ impl NssDatabase {
             .map_err(|source| TrustError::io("create", &self.dir, &self.location(), source))?;
         run_tool(
             &self.certutil,
-            &["-N", "--empty-password", "-d", &self.database_arg()],
+            &[
+                "-N".as_ref(),
+                "--empty-password".as_ref(),
+                "-d".as_ref(),
+                self.database_arg().as_os_str(),
+            ],
         )?;
         Ok(())
     }
@@ -215,7 +231,7 @@ impl NssDatabase {
     /// one. Listing the private keys needs a login, which fails with the
     /// empty password only then.
     fn has_password(&self) -> Result<bool, TrustError> {
-        match self.certutil("-K", &[]) {
+        match self.certutil::<&str>("-K", &[]) {
             Ok(_) => Ok(false),
             // A database without keys fails with "no keys found".
             Err(CommandError::Failed { output, .. }) => Ok(output.contains(BAD_PASSWORD_ERROR)),
@@ -242,7 +258,7 @@ impl NssDatabase {
                 "remove the password with `certutil -W -d {}` (enter the current password, \
                  then an empty one) and run install again, or import the CA certificate in \
                  chrome://settings/certificates",
-                shell_word(&self.database_arg())
+                shell_word(&self.database_arg().to_string_lossy())
             ),
         }
     }
@@ -260,7 +276,7 @@ impl NssDatabase {
 
     /// Returns the trust flags of every entry named `nickname`.
     fn trust_flags(&self, nickname: &str) -> Result<Vec<String>, TrustError> {
-        let output = self.certutil("-L", &[])?;
+        let output = self.certutil::<&str>("-L", &[])?;
         let listing = String::from_utf8_lossy(&output.stdout);
         Ok(parse_listing(&listing)
             .into_iter()
@@ -344,9 +360,16 @@ impl NssDatabase {
     /// the certificate before it logs in to set the trust flags.
     fn add(&self, ca: &CaCertificate) -> Result<(), TrustError> {
         let file = temp_pem_file(ca)?;
-        let input = file.path().to_string_lossy().into_owned();
         let nickname = ca.nickname();
-        let args = ["-n", &nickname, "-t", TRUST_FLAGS, "-a", "-i", &input];
+        let args: [&OsStr; 7] = [
+            "-n".as_ref(),
+            nickname.as_ref(),
+            "-t".as_ref(),
+            TRUST_FLAGS.as_ref(),
+            "-a".as_ref(),
+            "-i".as_ref(),
+            file.path().as_os_str(),
+        ];
         if let Err(err) = self.certutil("-A", &args) {
             let err = self.command_error(err);
             return Err(self.remove_after_failure(ca, err));
@@ -450,7 +473,7 @@ impl TrustStore for NssDatabase {
                      -d {} -n {}` if it is not needed, then run install again",
                     ca.nickname(),
                     self.dir.display(),
-                    shell_word(&self.database_arg()),
+                    shell_word(&self.database_arg().to_string_lossy()),
                     shell_word(&ca.nickname())
                 )))
             }
@@ -757,7 +780,7 @@ webwarden local CA ba9876543210                              ,,
         database.create().unwrap();
         let pem_path = home.path().join("ca.pem");
         std::fs::write(&pem_path, ca.pem()).unwrap();
-        let db = database.database_arg();
+        let db = database.database_arg().into_string().unwrap();
         let input = pem_path.to_str().unwrap();
         let nickname = ca.nickname();
         CERTUTIL
@@ -777,22 +800,37 @@ webwarden local CA ba9876543210                              ,,
 
     #[test]
     fn firefox_profile_database_is_used() {
+        use std::os::unix::ffi::OsStrExt;
+
         if !certutil_available() {
             return;
         }
         let home = tempfile::tempdir().unwrap();
-        let profile = home.path().join(".mozilla/firefox/x.default-release");
+        // A directory name in Latin-1, which is not UTF-8.
+        let profile = home
+            .path()
+            .join(".mozilla/firefox")
+            .join(OsStr::from_bytes(b"caf\xe9.default-release"));
         std::fs::create_dir_all(&profile).unwrap();
         std::fs::write(
             home.path().join(".mozilla/firefox/profiles.ini"),
-            "[Profile0]\nName=default-release\nIsRelative=1\nPath=x.default-release\n",
+            b"[Profile0]\nName=default-release\nIsRelative=1\nPath=caf\xe9.default-release\n",
         )
         .unwrap();
         // The database Firefox creates on the first start of a profile.
-        let db = format!("sql:{}", profile.display());
-        CERTUTIL.run(["-N", "--empty-password", "-d", &db]).unwrap();
+        let mut db = OsString::from("sql:");
+        db.push(&profile);
+        CERTUTIL
+            .run([
+                "-N".as_ref(),
+                "--empty-password".as_ref(),
+                "-d".as_ref(),
+                db.as_os_str(),
+            ])
+            .unwrap();
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
         let firefox = firefox_databases(home.path()).remove(0);
+        assert_eq!(firefox.dir(), profile);
         assert_eq!(firefox.install(&ca).unwrap(), Change::Installed);
         assert_eq!(firefox.status(&ca).unwrap(), TrustState::Trusted);
         assert_eq!(firefox.uninstall(&ca).unwrap(), Change::Removed);
@@ -923,7 +961,7 @@ webwarden local CA ba9876543210                              ,,
             .run([
                 "-A".as_ref(),
                 "-d".as_ref(),
-                database.database_arg().as_ref(),
+                database.database_arg().as_os_str(),
                 "-n".as_ref(),
                 nickname.as_ref(),
                 "-t".as_ref(),
@@ -971,7 +1009,7 @@ webwarden local CA ba9876543210                              ,,
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), pem).unwrap();
         let input = file.path().to_str().unwrap();
-        let db = database.database_arg();
+        let db = database.database_arg().into_string().unwrap();
         CERTUTIL
             .run([
                 "-A", "-d", &db, "-n", nickname, "-t", flags, "-a", "-i", input,
@@ -982,7 +1020,7 @@ webwarden local CA ba9876543210                              ,,
     /// Returns the DER form of the certificates that `certutil -L -n`
     /// prints for `nickname`: every certificate with its subject.
     fn certificates_named(database: &NssDatabase, nickname: &str) -> Vec<Vec<u8>> {
-        let db = database.database_arg();
+        let db = database.database_arg().into_string().unwrap();
         let output = CERTUTIL
             .run(["-L", "-d", &db, "-n", nickname, "-a"])
             .unwrap();
