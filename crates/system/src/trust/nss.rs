@@ -297,7 +297,9 @@ impl NssDatabase {
                     .map(|block| block.contents)
                     .collect(),
             )),
-            Err(CommandError::Failed { output, .. }) if output.contains(NOT_FOUND_MESSAGE) => {
+            Err(CommandError::Failed { output, .. })
+                if output.to_ascii_lowercase().contains(NOT_FOUND_MESSAGE) =>
+            {
                 Ok(None)
             }
             Err(err) => Err(err.into()),
@@ -339,8 +341,8 @@ impl NssDatabase {
             return Ok(Entry::Unknown);
         };
         // NOTE: PKCS #11 URIs as certutil -n values were checked with NSS
-        // 3.87. An NSS without them finds nothing, so the CA reads as
-        // absent when another certificate shares its subject.
+        // 3.87. An NSS without them finds nothing, so the nickname reads as
+        // another certificate's when one shares the CA's subject.
         if self.subject_certificates(&selector)?.is_none() {
             return Ok(Entry::Other {
                 subject: ca.subject().to_owned(),
@@ -556,18 +558,21 @@ impl TrustStore for NssDatabase {
     }
 }
 
-/// The message certutil prints when `-n` selects no certificate.
-const NOT_FOUND_MESSAGE: &str = "could not find certificate named";
+/// The start of the messages certutil prints when `-n` selects no
+/// certificate, in lower case: `Could not find cert: ...` from `-L` and
+/// `could not find certificate named ...` from `-D` (NSS 3.87).
+const NOT_FOUND_MESSAGE: &str = "could not find cert";
 
 /// Returns a PKCS #11 URI (RFC 7512) that selects `ca` by its nickname and
 /// by the key ID (`CKA_ID`) that NSS gives an imported certificate, or
 /// `None` for a key type without a known key ID.
 fn certificate_uri(ca: &CaCertificate) -> Option<String> {
     let id = nss_key_id(ca.der())?;
+    // Every byte of the binary ID is encoded, as RFC 7512 suggests.
+    let id: String = id.iter().map(|byte| format!("%{byte:02X}")).collect();
     Some(format!(
-        "pkcs11:type=cert;object={};id={}",
+        "pkcs11:type=cert;object={};id={id}",
         percent_encode(ca.nickname().as_bytes()),
-        percent_encode(&id)
     ))
 }
 
@@ -595,7 +600,8 @@ fn nss_key_id(der: &[u8]) -> Option<Vec<u8>> {
     Some(Sha1::digest(value).to_vec())
 }
 
-/// Percent-encodes every byte except the unreserved characters of RFC 3986.
+/// Percent-encodes every byte except the unreserved characters of RFC
+/// 3986.
 fn percent_encode(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 3);
     for &byte in bytes {
@@ -658,6 +664,25 @@ webwarden local CA ba9876543210                              ,,
         assert!(trusts_tls_servers("CT,C,C"));
         assert!(!trusts_tls_servers(",C,"));
         assert!(!trusts_tls_servers("c,,"));
+    }
+
+    #[test]
+    fn certificate_uri_has_nss_key_id() {
+        // The expected IDs are `openssl x509 -pubkey` of the test files
+        // hashed with sha1sum: the EC point, and the RSA modulus without
+        // its leading zero byte.
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+        assert_eq!(
+            certificate_uri(&ca).unwrap(),
+            "pkcs11:type=cert;object=webwarden%20local%20CA%201237264ceeff;\
+             id=%92%FA%14%1B%BC%61%88%91%72%F0%BD%03%34%B9%F5%A8%EC%6E%33%3F"
+        );
+        let rsa = CaCertificate::from_pem(SAME_SUBJECT_CA).unwrap();
+        let id = nss_key_id(rsa.der()).unwrap();
+        assert_eq!(
+            crate::trust::certificate::hex(&id),
+            "6bb9439e721c0e4342d7595bcc32f1d9384e1fa5"
+        );
     }
 
     #[test]
@@ -1090,6 +1115,32 @@ webwarden local CA ba9876543210                              ,,
             let state = database.status(&ca).unwrap();
             assert!(matches!(state, TrustState::Incomplete(_)), "{state:?}");
         }
+    }
+
+    #[test]
+    fn nickname_of_sibling_is_not_ours() {
+        if !certutil_available() {
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        let database = chromium_database(home.path());
+        database.create().unwrap();
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+        let sibling = CaCertificate::from_pem(SAME_SUBJECT_CA).unwrap();
+        // The CA under another name, and a certificate with its subject
+        // under its nickname.
+        add_with_certutil(&database, TEST_CA, "imported by hand", "C,,");
+        add_with_certutil(&database, SAME_SUBJECT_CA, &ca.nickname(), "C,,");
+
+        let state = database.status(&ca).unwrap().to_string();
+        assert!(
+            state.starts_with("not trusted yet: another certificate"),
+            "{state}"
+        );
+        assert_eq!(database.uninstall(&ca).unwrap(), Change::NotPresent);
+        let named = certificates_named(&database, &ca.nickname());
+        assert!(named.contains(&sibling.der().to_vec()));
+        assert!(named.contains(&ca.der().to_vec()));
     }
 
     #[test]
