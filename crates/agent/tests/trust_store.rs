@@ -525,6 +525,24 @@ fn system_store_without_root_names_command() {
         store_result(&text(&uninstall.stdout), "system"),
         "not present"
     );
+
+    // An anchor file that root wrote before, without a bundle rebuild,
+    // needs the same rights to replace, and stays as it was.
+    let (_, status) = status_json(&home, data_arg);
+    let id = status["ca"]["sha256"].as_str().unwrap()[..12].to_owned();
+    let anchor = Path::new(ANCHOR_DIR).join(format!("webwarden-{id}.crt"));
+    std::fs::copy(data.join("ca.pem"), &anchor).unwrap();
+    let install = run_as_nobody(&["install", "--store", "system", "--data-dir", data_arg]);
+    assert_eq!(install.status.code(), Some(1), "{}", describe(&install));
+    let result = store_result(&text(&install.stdout), "system").to_owned();
+    assert!(
+        result.starts_with(
+            "FAILED: administrator rights are needed to change /usr/local/share/ca-certificates; \
+             run: sudo "
+        ),
+        "{result}"
+    );
+    assert!(anchor.exists());
 }
 
 #[test]

@@ -223,8 +223,15 @@ impl TrustStore for SystemStore {
         }
         let path = self.layout.anchor_path(ca);
         if let Err(source) = write_anchor(&path, ca.pem()) {
+            // A denied write changed nothing, and keeps its AdminRequired
+            // error. Any other failure may have left part of the file.
+            let denied = source.kind() == io::ErrorKind::PermissionDenied;
             let err = TrustError::io("write", &path, &self.location(), source);
-            return Err(self.remove_anchor_after_failure(&path, err));
+            return Err(if denied {
+                err
+            } else {
+                self.remove_anchor_after_failure(&path, err)
+            });
         }
         // Any later run of the refresh tool, such as a package upgrade's,
         // would trust an anchor left behind, so a failed install removes it.
