@@ -527,6 +527,24 @@ fn system_store_without_root_names_command() {
         store_result(&text(&uninstall.stdout), "system"),
         "not present"
     );
+
+    // An anchor file that root wrote before, without a bundle rebuild,
+    // needs the same rights to replace, and stays as it was.
+    let (_, status) = status_json(&home, data_arg);
+    let id = status["ca"]["sha256"].as_str().unwrap()[..12].to_owned();
+    let anchor = Path::new(ANCHOR_DIR).join(format!("webwarden-{id}.crt"));
+    std::fs::copy(data.join("ca.pem"), &anchor).unwrap();
+    let install = run_as_nobody(&["install", "--store", "system", "--data-dir", data_arg]);
+    assert_eq!(install.status.code(), Some(1), "{}", describe(&install));
+    let result = store_result(&text(&install.stdout), "system").to_owned();
+    assert!(
+        result.starts_with(
+            "FAILED: administrator rights are needed to change /usr/local/share/ca-certificates; \
+             run: sudo "
+        ),
+        "{result}"
+    );
+    assert!(anchor.exists());
 }
 
 #[test]
@@ -596,4 +614,297 @@ fn chromium_trusts_ca_after_install() {
         "Chromium reported no certificate error without the CA:\n{}",
         page.stderr
     );
+}
+
+/// A CA certificate of another issuer, from the trust module's test data.
+const OTHER_CA: &str = include_str!("../../system/src/trust/testdata/other-ca.pem");
+
+/// Runs `webwarden ca ARGS` with HOME set to `home` and `dir` first in
+/// PATH, so the programs in `dir` replace the system's.
+fn webwarden_ca_with_path(home: &Path, dir: &Path, args: &[&str]) -> Output {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![dir.to_owned()];
+    dirs.extend(std::env::split_paths(&path));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webwarden"));
+    command
+        .arg("ca")
+        .args(args)
+        .env("HOME", home)
+        .env("PATH", std::env::join_paths(dirs).unwrap())
+        .env_remove("SUDO_USER")
+        .stdin(Stdio::null());
+    support::isolate_environment(&mut command, home);
+    command.output().expect("webwarden starts")
+}
+
+/// Writes an executable `name` to `dir` that prints an error and fails.
+fn write_failing_program(dir: &Path, name: &str) {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"{name}: simulated failure\" >&2\nexit 1\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Creates a Firefox profile directory `dir_name` under `home`, listed in
+/// profiles.ini as `name`, with an NSS database whose password is
+/// `password` (empty for none). Both names are bytes, as in the file.
+fn create_firefox_profile(home: &Path, name: &[u8], dir_name: &[u8], password: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+
+    let firefox = home.join(".mozilla/firefox");
+    let profile = firefox.join(std::ffi::OsStr::from_bytes(dir_name));
+    std::fs::create_dir_all(&profile).unwrap();
+    let mut ini = b"[Profile0]\nName=".to_vec();
+    ini.extend_from_slice(name);
+    ini.extend_from_slice(b"\nIsRelative=1\nPath=");
+    ini.extend_from_slice(dir_name);
+    ini.extend_from_slice(b"\n");
+    std::fs::write(firefox.join("profiles.ini"), ini).unwrap();
+
+    let password_file = home.join("nss-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let mut db = std::ffi::OsString::from("sql:");
+    db.push(&profile);
+    let output = Command::new("certutil")
+        .arg("-N")
+        .arg("-d")
+        .arg(&db)
+        .arg(if password.is_empty() {
+            "--empty-password"
+        } else {
+            "-f"
+        })
+        .args(if password.is_empty() {
+            None
+        } else {
+            Some(&password_file)
+        })
+        .stdin(Stdio::null())
+        .output()
+        .expect("run certutil; install the libnss3-tools package");
+    assert!(
+        output.status.success(),
+        "certutil -N: {}",
+        describe(&output)
+    );
+    profile
+}
+
+/// Lists the NSS database in `dir` with certutil.
+fn certutil_listing_of(dir: &Path) -> String {
+    let mut db = std::ffi::OsString::from("sql:");
+    db.push(dir);
+    let output = Command::new("certutil")
+        .arg("-L")
+        .arg("-d")
+        .arg(&db)
+        .output()
+        .expect("run certutil; install the libnss3-tools package");
+    assert!(
+        output.status.success(),
+        "certutil -L: {}",
+        describe(&output)
+    );
+    text(&output.stdout)
+}
+
+#[test]
+fn firefox_primary_password_is_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    let profile = create_firefox_profile(&home, b"locked", b"l.default", "secret");
+    let data = work.path().join("data");
+    let data_arg = data.to_str().unwrap();
+
+    let install = webwarden_ca(
+        &home,
+        &["install", "--store", "browsers", "--data-dir", data_arg],
+    );
+    assert_eq!(install.status.code(), Some(1), "{}", describe(&install));
+    let stdout = text(&install.stdout);
+    assert_eq!(store_result(&stdout, "Chrome/Chromium"), "installed");
+    let result = store_result(&stdout, "Firefox profile locked");
+    assert!(
+        result.starts_with(&format!(
+            "FAILED: the NSS database in {} has a password",
+            profile.display()
+        )),
+        "{result}"
+    );
+    assert!(result.contains("remove the Primary Password"), "{result}");
+    let listing = certutil_listing_of(&profile);
+    assert!(!listing.contains("webwarden"), "{listing}");
+
+    let (code, status) = status_json(&home, data_arg);
+    assert_eq!(code, Some(1), "{status}");
+    let states = store_states(&status);
+    assert!(
+        states.contains(&("Firefox profile locked".to_owned(), "absent".to_owned())),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn firefox_profiles_ini_not_utf8_is_checked() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    // Latin-1 bytes, which are not UTF-8, in the name and the directory.
+    let profile = create_firefox_profile(&home, b"J\xf6rg", b"caf\xe9.default", "");
+    let data = work.path().join("data");
+    let data_arg = data.to_str().unwrap();
+
+    let install = webwarden_ca(
+        &home,
+        &["install", "--store", "browsers", "--data-dir", data_arg],
+    );
+    assert!(install.status.success(), "{}", describe(&install));
+    assert_eq!(
+        store_result(&text(&install.stdout), "Firefox profile J\u{fffd}rg"),
+        "installed"
+    );
+    let (_, status) = status_json(&home, data_arg);
+    let nickname = status["ca"]["nickname"].as_str().unwrap().to_owned();
+    assert!(certutil_listing_of(&profile).contains(&nickname));
+
+    // A profiles.ini that cannot be read fails status.
+    let snap = home.join("snap/firefox/common/.mozilla/firefox");
+    std::fs::create_dir_all(snap.join("profiles.ini")).unwrap();
+    let (code, status) = status_json(&home, data_arg);
+    assert_eq!(code, Some(1), "{status}");
+    let states = store_states(&status);
+    assert!(
+        states.contains(&("Firefox profiles".to_owned(), "error".to_owned())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(
+            "Firefox profile J\u{fffd}rg".to_owned(),
+            "trusted".to_owned()
+        )),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn uninstall_keeps_other_certificate_named_like_ca() {
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let data = work.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let export = webwarden_ca(&home, &["export", "--data-dir", data_arg]);
+    assert!(export.status.success(), "{}", describe(&export));
+    let (_, status) = status_json(&home, data_arg);
+    let nickname = status["ca"]["nickname"].as_str().unwrap().to_owned();
+
+    // Another CA under the nickname of webwarden's CA.
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let other = work.path().join("other-ca.pem");
+    std::fs::write(&other, OTHER_CA).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    for args in [
+        vec!["-N", "--empty-password", "-d", &db],
+        vec![
+            "-A",
+            "-d",
+            &db,
+            "-n",
+            &nickname,
+            "-t",
+            "C,,",
+            "-a",
+            "-i",
+            other.to_str().unwrap(),
+        ],
+    ] {
+        let output = Command::new("certutil").args(&args).output().unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+    }
+
+    let uninstall = webwarden_ca(
+        &home,
+        &["uninstall", "--store", "browsers", "--data-dir", data_arg],
+    );
+    assert!(uninstall.status.success(), "{}", describe(&uninstall));
+    assert_eq!(
+        store_result(&text(&uninstall.stdout), "Chrome/Chromium"),
+        "not present"
+    );
+    assert!(certutil_listing(&home).contains(&nickname));
+
+    let install = webwarden_ca(
+        &home,
+        &["install", "--store", "browsers", "--data-dir", data_arg],
+    );
+    assert_eq!(install.status.code(), Some(1), "{}", describe(&install));
+    let result = store_result(&text(&install.stdout), "Chrome/Chromium").to_owned();
+    assert!(
+        result.starts_with("FAILED: another certificate (CN=webwarden test other CA)"),
+        "{result}"
+    );
+    assert!(certutil_listing(&home).contains(&nickname));
+}
+
+#[test]
+fn system_store_refresh_failure_is_undone() {
+    if !running_as_root("system_store_refresh_failure_is_undone") {
+        return;
+    }
+    let _lock = lock_system_store();
+    let _cleanup = SystemStoreCleanup::new();
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let broken = work.path().join("broken-bin");
+    std::fs::create_dir(&broken).unwrap();
+    write_failing_program(&broken, "update-ca-certificates");
+    let data = work.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let system = ["--store", "system", "--data-dir", data_arg];
+    let with = |command: &'static str| -> Vec<&str> { [&[command][..], &system[..]].concat() };
+
+    let install = webwarden_ca_with_path(&home, &broken, &with("install"));
+    assert_eq!(install.status.code(), Some(1), "{}", describe(&install));
+    let result = store_result(&text(&install.stdout), "system").to_owned();
+    assert!(result.contains("simulated failure"), "{result}");
+    let (_, status) = status_json(&home, data_arg);
+    let id = status["ca"]["sha256"].as_str().unwrap()[..12].to_owned();
+    let anchor = Path::new(ANCHOR_DIR).join(format!("webwarden-{id}.crt"));
+    assert!(
+        !anchor.exists(),
+        "the failed install left {}",
+        anchor.display()
+    );
+
+    let install = webwarden_ca(&home, &with("install"));
+    assert!(install.status.success(), "{}", describe(&install));
+    let uninstall = webwarden_ca_with_path(&home, &broken, &with("uninstall"));
+    assert_eq!(uninstall.status.code(), Some(1), "{}", describe(&uninstall));
+    assert!(!anchor.exists());
+
+    // The bundle was not rebuilt, so programs still trust the CA.
+    assert!(openssl_verify_with_bundle(&data.join("ca.pem"))
+        .status
+        .success());
+    let status = webwarden_ca(&home, &with("status"));
+    assert_eq!(status.status.code(), Some(1), "{}", describe(&status));
+    let result = store_result(&text(&status.stdout), "system").to_owned();
+    assert!(
+        result.starts_with("still trusted until the bundle is rebuilt: "),
+        "{result}"
+    );
+    assert!(
+        result.contains("update-ca-certificates --fresh"),
+        "{result}"
+    );
+
+    let uninstall = webwarden_ca(&home, &with("uninstall"));
+    assert!(uninstall.status.success(), "{}", describe(&uninstall));
+    assert_eq!(store_result(&text(&uninstall.stdout), "system"), "removed");
+    let verify = openssl_verify_with_bundle(&data.join("ca.pem"));
+    assert!(!verify.status.success(), "{}", describe(&verify));
 }

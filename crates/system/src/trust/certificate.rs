@@ -2,12 +2,14 @@
 //! fingerprints and names each store uses to find it again.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use pem::{EncodeConfig, LineEnding};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_parser::pem::Pem;
 
+use super::file::{read_regular_file, ReadFileError};
 use super::TrustError;
 
 /// Prefix of the nickname that NSS databases and reports show.
@@ -18,6 +20,14 @@ pub const FILE_PREFIX: &str = "webwarden-";
 
 /// Number of hex digits of the SHA-256 fingerprint in [`CaCertificate::id`].
 const ID_LEN: usize = 12;
+
+/// Maximum length in bytes of a file that [`CaCertificate::read_file`]
+/// reads. A PEM CA certificate is a few kilobytes, even with the text that
+/// `openssl x509 -text` writes before it.
+pub const MAX_CERTIFICATE_FILE_LEN: u64 = 1024 * 1024;
+
+/// The fix that certificate file errors end with.
+const CERTIFICATE_FILE_FIX: &str = "pass the CA certificate file in PEM form";
 
 /// A root CA certificate, parsed and checked once, with the fingerprints
 /// that trust stores look it up by.
@@ -73,6 +83,47 @@ impl CaCertificate {
             sha1: Sha1::digest(&der).into(),
             der,
             subject,
+        })
+    }
+
+    /// Reads the file at `path` and parses the first certificate in it, as
+    /// [`CaCertificate::from_pem`] does.
+    ///
+    /// Only a regular file of at most [`MAX_CERTIFICATE_FILE_LEN`] bytes is
+    /// read, so a FIFO or a device fails at once instead of blocking, and a
+    /// huge file fails before it is read.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`TrustError::Io`] when the file cannot be opened or read.
+    /// Its source has kind [`std::io::ErrorKind::NotFound`] when the file
+    /// does not exist. Returns [`TrustError::CertificateFile`], which names
+    /// the file, when it is not a regular file, is too long, is not UTF-8
+    /// text or contains no CA certificate.
+    pub fn read_file(path: &Path) -> Result<CaCertificate, TrustError> {
+        let file_error = |reason: String| TrustError::CertificateFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = read_regular_file(path, MAX_CERTIFICATE_FILE_LEN).map_err(|err| match err {
+            ReadFileError::Io(source) => TrustError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            },
+            other => file_error(format!("{other}; {CERTIFICATE_FILE_FIX}")),
+        })?;
+        let text = std::str::from_utf8(&bytes).map_err(|err| {
+            file_error(format!(
+                "it is not PEM text (invalid UTF-8 at byte {}); {CERTIFICATE_FILE_FIX}",
+                err.valid_up_to()
+            ))
+        })?;
+        CaCertificate::from_pem(text).map_err(|err| match err {
+            TrustError::InvalidCertificate(reason) => {
+                file_error(format!("{reason}; {CERTIFICATE_FILE_FIX}"))
+            }
+            other => other,
         })
     }
 
@@ -212,6 +263,91 @@ pub(crate) mod tests {
             assert!(err.starts_with("invalid CA certificate: "), "{err}");
             assert!(err.contains(expected), "{pem:?}: {err}");
         }
+    }
+
+    #[test]
+    fn read_file_parses_pem_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, TEST_CA).unwrap();
+        let ca = CaCertificate::read_file(&path).unwrap();
+        assert_eq!(ca, CaCertificate::from_pem(TEST_CA).unwrap());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_file_rejects_fifo_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let fifo = path.clone();
+        std::thread::spawn(move || {
+            let _ = sender.send(CaCertificate::read_file(&fifo));
+        });
+        let result = receiver
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("read_file blocked on a FIFO for 10 seconds");
+        let err = result.unwrap_err();
+        assert!(matches!(err, TrustError::CertificateFile { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot use {} as the CA certificate: it is a FIFO, not a regular file; \
+                 pass the CA certificate file in PEM form",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn read_file_rejects_large_sparse_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(2 << 30).unwrap();
+        let err = CaCertificate::read_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("it is 2147483648 bytes long, more than the limit of 1048576 bytes"),
+            "{err}"
+        );
+        assert!(err.starts_with("cannot use "), "{err}");
+    }
+
+    #[test]
+    fn read_file_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = CaCertificate::read_file(&missing).unwrap_err();
+        let TrustError::Io { path, source, .. } = &err else {
+            panic!("expected an I/O error, got {err:?}");
+        };
+        assert_eq!(path, &missing);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            format!("failed to read {}", missing.display())
+        );
+
+        let binary = dir.path().join("binary.pem");
+        std::fs::write(&binary, b"ab\xff").unwrap();
+        let err = CaCertificate::read_file(&binary).unwrap_err().to_string();
+        assert!(err.contains(&binary.display().to_string()), "{err}");
+        assert!(err.contains("invalid UTF-8 at byte 2"), "{err}");
+
+        let leaf = dir.path().join("leaf.pem");
+        std::fs::write(&leaf, NOT_A_CA).unwrap();
+        let err = CaCertificate::read_file(&leaf).unwrap_err().to_string();
+        assert!(err.contains(&leaf.display().to_string()), "{err}");
+        assert!(err.contains("is not a CA certificate"), "{err}");
+        assert!(
+            err.ends_with("pass the CA certificate file in PEM form"),
+            "{err}"
+        );
     }
 
     #[test]

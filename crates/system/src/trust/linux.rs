@@ -13,7 +13,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use super::certificate::bundle_contains;
-use super::{CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore, Unavailable};
+use super::tool::shell_word;
+use super::{
+    run_tool, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore, Unavailable,
+};
 use crate::command::Tool;
 
 /// The paths and refresh tool of one distribution's system store.
@@ -101,6 +104,7 @@ pub fn system_store() -> Box<dyn TrustStore> {
         None => Box::new(Unavailable {
             name: "system".to_owned(),
             kind: StoreKind::System,
+            location: "-".to_owned(),
             reason: format!(
                 "no supported system trust store: neither {} (Debian, Ubuntu) nor {} \
                  (Fedora, RHEL) exists",
@@ -149,8 +153,54 @@ impl SystemStore {
     }
 
     fn refresh(&self, args: &[&str]) -> Result<(), TrustError> {
-        self.layout.refresh.run(args)?;
+        run_tool(&self.layout.refresh, args)?;
         Ok(())
+    }
+
+    fn check_bundle_after_add(&self, ca: &CaCertificate, anchor: &Path) -> Result<(), TrustError> {
+        if self.bundle_contains(ca)? {
+            return Ok(());
+        }
+        Err(TrustError::Unexpected(format!(
+            "{} did not add {} to {}",
+            self.layout.refresh.program,
+            anchor.display(),
+            self.layout.bundle.display()
+        )))
+    }
+
+    /// Removes the anchor file that a failed install wrote, and returns
+    /// `err`, extended when the file could not be removed.
+    fn remove_anchor_after_failure(&self, anchor: &Path, err: TrustError) -> TrustError {
+        match fs::remove_file(anchor) {
+            Ok(()) => err,
+            Err(remove_err) if remove_err.kind() == io::ErrorKind::NotFound => err,
+            Err(remove_err) => {
+                tracing::warn!(
+                    anchor = %anchor.display(),
+                    error = %remove_err,
+                    "failed to remove the anchor file of a failed install"
+                );
+                TrustError::Unexpected(format!(
+                    "{err}; removing {} again failed ({remove_err}), so the next run of {} \
+                     trusts the CA unless you remove the file",
+                    anchor.display(),
+                    self.layout.refresh.program
+                ))
+            }
+        }
+    }
+
+    /// Returns the command line that rebuilds the bundle after a removal.
+    fn refresh_after_remove_command(&self) -> String {
+        let mut words = vec![shell_word(self.layout.refresh.program)];
+        words.extend(
+            self.layout
+                .refresh_after_remove
+                .iter()
+                .map(|arg| shell_word(arg)),
+        );
+        words.join(" ")
     }
 }
 
@@ -172,16 +222,24 @@ impl TrustStore for SystemStore {
             return Ok(Change::AlreadyInstalled);
         }
         let path = self.layout.anchor_path(ca);
-        write_anchor(&path, ca.pem())
-            .map_err(|source| TrustError::io("write", &path, &self.location(), source))?;
-        self.refresh(&self.layout.refresh_after_add)?;
-        if !self.bundle_contains(ca)? {
-            return Err(TrustError::Unexpected(format!(
-                "{} did not add {} to {}",
-                self.layout.refresh.program,
-                path.display(),
-                self.layout.bundle.display()
-            )));
+        if let Err(source) = write_anchor(&path, ca.pem()) {
+            // A denied write changed nothing, and keeps its AdminRequired
+            // error. Any other failure may have left part of the file.
+            let denied = source.kind() == io::ErrorKind::PermissionDenied;
+            let err = TrustError::io("write", &path, &self.location(), source);
+            return Err(if denied {
+                err
+            } else {
+                self.remove_anchor_after_failure(&path, err)
+            });
+        }
+        // Any later run of the refresh tool, such as a package upgrade's,
+        // would trust an anchor left behind, so a failed install removes it.
+        let refreshed = self
+            .refresh(&self.layout.refresh_after_add)
+            .and_then(|()| self.check_bundle_after_add(ca, &path));
+        if let Err(err) = refreshed {
+            return Err(self.remove_anchor_after_failure(&path, err));
         }
         Ok(Change::Installed)
     }
@@ -212,13 +270,21 @@ impl TrustStore for SystemStore {
     }
 
     fn status(&self, ca: &CaCertificate) -> Result<TrustState, TrustError> {
-        let anchor = self.anchor_contains(ca)?;
+        // Programs read the bundle, not the anchor directory, so the bundle
+        // decides whether the CA is trusted now.
         let bundled = self.bundle_contains(ca)?;
+        let anchor = self.anchor_contains(ca)?;
         let path = self.layout.anchor_path(ca);
-        Ok(match (anchor, bundled) {
+        Ok(match (bundled, anchor) {
             (true, true) => TrustState::Trusted,
-            (false, false) => TrustState::Absent,
-            (true, false) => TrustState::Incomplete(
+            (true, false) => TrustState::Incomplete(format!(
+                "still trusted until the bundle is rebuilt: {} contains the CA but {} is \
+                 missing; run `{}` to finish removing it, or install again to keep it",
+                self.layout.bundle.display(),
+                path.display(),
+                self.refresh_after_remove_command()
+            )),
+            (false, true) => TrustState::not_trusted_yet(
                 format!(
                     "{} exists but {} does not contain it; run {} {}",
                     path.display(),
@@ -226,14 +292,9 @@ impl TrustStore for SystemStore {
                     self.layout.refresh.program,
                     self.layout.refresh_after_add.join(" ")
                 )
-                .trim_end()
-                .to_owned(),
+                .trim_end(),
             ),
-            (false, true) => TrustState::Incomplete(format!(
-                "{} contains the CA but {} is missing, so the next rebuild drops it",
-                self.layout.bundle.display(),
-                path.display()
-            )),
+            (false, false) => TrustState::Absent,
         })
     }
 }
@@ -320,6 +381,7 @@ mod tests {
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
         let err = store.install(&ca).unwrap_err().to_string();
         assert!(err.contains("sh did not add"), "{err}");
+        assert!(!store.layout.anchor_path(&ca).exists());
 
         fs::write(&store.layout.bundle, ca.pem()).unwrap();
         let err = store.uninstall(&ca).unwrap_err().to_string();
@@ -332,8 +394,64 @@ mod tests {
         let store = SystemStore::new(temp_layout(dir.path(), Some("echo broken >&2; exit 4")));
         let ca = CaCertificate::from_pem(TEST_CA).unwrap();
         let err = store.install(&ca).unwrap_err().to_string();
-        assert!(err.starts_with("`sh -c echo broken"), "{err}");
+        assert!(
+            err.starts_with("`sh -c 'echo broken >&2; exit 4' "),
+            "{err}"
+        );
         assert!(err.ends_with(": broken"), "{err}");
+    }
+
+    #[test]
+    fn failed_refresh_on_install_removes_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layout = temp_layout(dir.path(), Some("exit 4"));
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+        let anchor = layout.anchor_path(&ca);
+        let store = SystemStore::new(layout.clone());
+        assert!(store.install(&ca).is_err());
+        assert!(
+            !anchor.exists(),
+            "the failed install left {}",
+            anchor.display()
+        );
+        assert_eq!(store.status(&ca).unwrap(), TrustState::Absent);
+
+        layout.refresh = Tool {
+            program: "webwarden-no-such-refresh-tool",
+            provided_by: "nothing",
+        };
+        let store = SystemStore::new(layout);
+        let err = store.install(&ca).unwrap_err().to_string();
+        assert!(err.contains("was not found in PATH"), "{err}");
+        assert!(
+            !anchor.exists(),
+            "the failed install left {}",
+            anchor.display()
+        );
+    }
+
+    #[test]
+    fn failed_refresh_on_uninstall_is_still_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut layout = temp_layout(dir.path(), None);
+        let ca = CaCertificate::from_pem(TEST_CA).unwrap();
+        assert_eq!(
+            SystemStore::new(layout.clone()).install(&ca).unwrap(),
+            Change::Installed
+        );
+
+        layout.refresh_after_remove = vec!["-c", "exit 4"];
+        let store = SystemStore::new(layout);
+        assert!(store.uninstall(&ca).is_err());
+        assert!(!store.layout.anchor_path(&ca).exists());
+        let state = store.status(&ca).unwrap();
+        assert!(!state.is_trusted());
+        let text = state.to_string();
+        assert!(
+            text.starts_with("still trusted until the bundle is rebuilt: "),
+            "{text}"
+        );
+        assert!(text.contains("sh -c 'exit 4'"), "{text}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use super::{temp_pem_file, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore};
+use super::{
+    run_tool, temp_pem_file, CaCertificate, Change, StoreKind, TrustError, TrustState, TrustStore,
+};
 use crate::command::Tool;
 
 /// The macOS keychain and trust tool.
@@ -40,7 +42,10 @@ impl SystemKeychain {
 
     /// Checks whether the keychain contains a certificate with `ca`'s SHA-1.
     fn contains(&self, ca: &CaCertificate) -> Result<bool, TrustError> {
-        let output = SECURITY.run(["find-certificate", "-a", "-Z", &self.keychain_arg()])?;
+        let output = run_tool(
+            &SECURITY,
+            &["find-certificate", "-a", "-Z", &self.keychain_arg()],
+        )?;
         let listing = String::from_utf8_lossy(&output.stdout);
         let wanted = super::certificate::hex(ca.sha1());
         let found = sha1_hashes(&listing).any(|hash| hash.eq_ignore_ascii_case(&wanted));
@@ -75,11 +80,12 @@ impl TrustStore for SystemKeychain {
         let file = temp_pem_file(ca)?;
         let path = file.path().as_os_str();
         let args = ["add-trusted-cert", "-d", "-r", "trustRoot", "-k"];
-        SECURITY.run(
-            args.iter()
-                .map(OsStr::new)
-                .chain([OsStr::new(&keychain), path]),
-        )?;
+        let args: Vec<&OsStr> = args
+            .iter()
+            .map(OsStr::new)
+            .chain([OsStr::new(&keychain), path])
+            .collect();
+        run_tool(&SECURITY, &args)?;
         Ok(Change::Installed)
     }
 
@@ -93,7 +99,10 @@ impl TrustStore for SystemKeychain {
         let path = file.path().as_os_str();
         SECURITY.output_any_status([OsStr::new("remove-trusted-cert"), OsStr::new("-d"), path])?;
         let hash = super::certificate::hex(ca.sha1()).to_ascii_uppercase();
-        SECURITY.run(["delete-certificate", "-Z", &hash, &self.keychain_arg()])?;
+        run_tool(
+            &SECURITY,
+            &["delete-certificate", "-Z", &hash, &self.keychain_arg()],
+        )?;
         Ok(Change::Removed)
     }
 
@@ -108,7 +117,7 @@ impl TrustStore for SystemKeychain {
         if output.status.success() {
             return Ok(TrustState::Trusted);
         }
-        Ok(TrustState::Incomplete(format!(
+        Ok(TrustState::not_trusted_yet(format!(
             "the System keychain contains the CA but security verify-cert rejects it: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )))

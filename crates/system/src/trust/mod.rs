@@ -15,13 +15,14 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
 use crate::command::CommandError;
 
 mod certificate;
+mod file;
 #[cfg(target_os = "linux")]
 pub mod firefox;
 #[cfg(target_os = "linux")]
@@ -30,10 +31,14 @@ pub mod linux;
 pub mod macos;
 #[cfg(target_os = "linux")]
 pub mod nss;
+#[cfg(unix)]
+mod tool;
 #[cfg(windows)]
 pub mod windows;
 
-pub use certificate::{CaCertificate, FILE_PREFIX, NICKNAME_PREFIX};
+pub use certificate::{CaCertificate, FILE_PREFIX, MAX_CERTIFICATE_FILE_LEN, NICKNAME_PREFIX};
+#[cfg(unix)]
+pub(crate) use tool::run_tool;
 
 /// One place that decides which root CAs some programs trust.
 pub trait TrustStore {
@@ -112,8 +117,10 @@ pub enum TrustState {
     Trusted,
     /// The store does not contain the CA.
     Absent,
-    /// Part of the CA's installation is there but the store does not
-    /// trust it yet, for the reason given.
+    /// Part of the CA's installation is there, or left over. The text
+    /// starts with whether programs trust the CA now (`not trusted yet: `,
+    /// `still trusted until the bundle is rebuilt: ` or `trust unknown: `),
+    /// followed by the reason and the fix.
     Incomplete(String),
 }
 
@@ -122,6 +129,12 @@ impl TrustState {
     pub fn is_trusted(&self) -> bool {
         matches!(self, TrustState::Trusted)
     }
+
+    /// Builds the [`TrustState::Incomplete`] state of a store that does
+    /// not trust the CA yet, for `reason`.
+    pub(crate) fn not_trusted_yet(reason: impl fmt::Display) -> TrustState {
+        TrustState::Incomplete(format!("not trusted yet: {reason}"))
+    }
 }
 
 impl fmt::Display for TrustState {
@@ -129,7 +142,7 @@ impl fmt::Display for TrustState {
         match self {
             TrustState::Trusted => f.write_str("trusted"),
             TrustState::Absent => f.write_str("not present"),
-            TrustState::Incomplete(reason) => write!(f, "not trusted yet: {reason}"),
+            TrustState::Incomplete(text) => f.write_str(text),
         }
     }
 }
@@ -141,11 +154,32 @@ pub enum TrustError {
     /// The certificate could not be used.
     #[error("invalid CA certificate: {0}")]
     InvalidCertificate(String),
+    /// A file that should contain the CA certificate cannot be used.
+    #[error("cannot use {path} as the CA certificate: {reason}")]
+    CertificateFile {
+        /// The file.
+        path: PathBuf,
+        /// The reason it cannot be used, followed by what to pass instead.
+        reason: String,
+    },
     /// Changing the store needs administrator rights (root on Unix).
     #[error("administrator rights are needed to change {location}")]
     AdminRequired {
         /// The file, directory or store that could not be changed.
         location: String,
+    },
+    /// The NSS database has a password (in Firefox, the Primary Password),
+    /// which certutil needs to set trust flags and webwarden does not ask
+    /// for.
+    #[error(
+        "the NSS database in {database} has a password, so webwarden cannot set the CA's \
+         trust flags there; {fix}"
+    )]
+    PasswordProtected {
+        /// The database directory.
+        database: PathBuf,
+        /// The steps the user can take instead.
+        fix: String,
     },
     /// A file or directory could not be read or written.
     #[error("failed to {action} {path}")]
@@ -212,14 +246,12 @@ pub fn machine_stores() -> Vec<Box<dyn TrustStore>> {
         stores.push(linux::system_store());
         match std::env::var_os("HOME") {
             Some(home) if !home.is_empty() => {
-                let home = PathBuf::from(home);
-                for database in nss::browser_databases(&home) {
-                    stores.push(Box::new(database));
-                }
+                stores.extend(nss::browser_stores(Path::new(&home)));
             }
             _ => stores.push(Box::new(Unavailable {
                 name: "browsers".to_owned(),
                 kind: StoreKind::Browser,
+                location: "-".to_owned(),
                 reason: "HOME is not set, so the browser databases cannot be found".to_owned(),
             })),
         }
@@ -232,6 +264,7 @@ pub fn machine_stores() -> Vec<Box<dyn TrustStore>> {
         stores.push(Box::new(Unavailable {
             name: "system".to_owned(),
             kind: StoreKind::System,
+            location: "-".to_owned(),
             reason: format!(
                 "webwarden does not support the trust stores of {}",
                 std::env::consts::OS
@@ -272,6 +305,8 @@ pub struct Unavailable {
     pub name: String,
     /// The group it belongs to.
     pub kind: StoreKind,
+    /// The file or directory to show in reports, or `-` for none.
+    pub location: String,
     /// The reason it cannot be used.
     pub reason: String,
 }
@@ -282,7 +317,7 @@ impl TrustStore for Unavailable {
     }
 
     fn location(&self) -> String {
-        "-".to_owned()
+        self.location.clone()
     }
 
     fn kind(&self) -> StoreKind {
