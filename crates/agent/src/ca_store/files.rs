@@ -4,8 +4,10 @@
 //! directory's owner.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
+
+use webwarden_system::file::{read_regular_file, ReadFileError};
 
 use super::CaStoreError;
 
@@ -13,41 +15,39 @@ use super::CaStoreError;
 const MAX_CERT_BYTES: u64 = 64 * 1024;
 
 /// Reads a PEM certificate file: a regular file of at most
-/// [`MAX_CERT_BYTES`], as UTF-8.
+/// [`MAX_CERT_BYTES`], as UTF-8. A FIFO or device fails at once.
 ///
 /// # Errors
 ///
 /// Returns [`CaStoreError::NoCa`] when the file does not exist, and
-/// [`CaStoreError::Io`] when it cannot be read, is not a regular file, or is
-/// larger.
+/// [`CaStoreError::Io`] when it cannot be read, is not a regular file, is
+/// larger, or is not text.
 pub fn read_cert_file(path: &Path) -> Result<String, CaStoreError> {
     let io_error = |source| CaStoreError::Io {
         path: path.to_owned(),
         source,
     };
-    let metadata = match fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+    let bytes = match read_regular_file(path, MAX_CERT_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadFileError::Io(err)) if err.kind() == io::ErrorKind::NotFound => {
             return Err(CaStoreError::NoCa {
                 cert: path.to_owned(),
             })
         }
-        Err(err) => return Err(io_error(err)),
+        Err(ReadFileError::Io(err)) => return Err(io_error(err)),
+        Err(err) => {
+            return Err(io_error(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{err}; a CA certificate is a small PEM file, so move this one away"),
+            )))
+        }
     };
-    if !metadata.is_file() || metadata.len() > MAX_CERT_BYTES {
-        return Err(io_error(io::Error::new(
+    String::from_utf8(bytes).map_err(|_| {
+        io_error(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!(
-                "not a certificate file: expected a regular file of at most {MAX_CERT_BYTES} \
-                 bytes; move it away to create a new CA"
-            ),
-        )));
-    }
-    let mut text = String::new();
-    fs::File::open(path)
-        .and_then(|file| file.take(MAX_CERT_BYTES).read_to_string(&mut text))
-        .map_err(io_error)?;
-    Ok(text)
+            "not a PEM certificate (the file is not text); move it away to create a new CA",
+        ))
+    })
 }
 
 /// Writes `cert_pem` to a new temporary file, syncs it and renames it over

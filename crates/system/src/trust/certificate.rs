@@ -9,8 +9,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use x509_parser::pem::Pem;
 
-use super::file::{read_regular_file, ReadFileError};
 use super::TrustError;
+use crate::file::{read_regular_file, ReadFileError};
 
 /// Prefix of the nickname that NSS databases and reports show.
 pub const NICKNAME_PREFIX: &str = "webwarden local CA ";

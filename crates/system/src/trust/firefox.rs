@@ -9,7 +9,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::file::{read_regular_file, ReadFileError};
+use crate::file::{read_regular_file, ReadFileError};
 
 /// The Firefox configuration directories under a home directory: the
 /// Debian and Mozilla packages, the Snap package and the Flatpak.

@@ -22,7 +22,6 @@ use thiserror::Error;
 use crate::command::CommandError;
 
 mod certificate;
-mod file;
 #[cfg(target_os = "linux")]
 pub mod firefox;
 #[cfg(target_os = "linux")]

@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// The reason [`read_regular_file`] failed.
 #[derive(Debug)]
-pub(crate) enum ReadFileError {
+pub enum ReadFileError {
     /// The file could not be opened or read.
     Io(io::Error),
     /// The path names something other than a regular file, such as a FIFO
@@ -23,6 +23,8 @@ pub(crate) enum ReadFileError {
         max_len: u64,
     },
 }
+
+impl std::error::Error for ReadFileError {}
 
 impl fmt::Display for ReadFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,10 +42,15 @@ impl fmt::Display for ReadFileError {
 /// Reads the regular file at `path` (following symbolic links), which must
 /// be at most `max_len` bytes long.
 ///
+/// # Errors
+///
+/// Returns a [`ReadFileError`] when the file cannot be opened or read, is
+/// not a regular file, or is longer than `max_len`.
+///
 /// The file is opened without blocking, so a FIFO is rejected at once
 /// instead of waiting for a writer, and its length is checked before any
 /// byte is read, so a large sparse file costs no memory.
-pub(crate) fn read_regular_file(path: &Path, max_len: u64) -> Result<Vec<u8>, ReadFileError> {
+pub fn read_regular_file(path: &Path, max_len: u64) -> Result<Vec<u8>, ReadFileError> {
     let file = open_without_blocking(path).map_err(ReadFileError::Io)?;
     let metadata = file.metadata().map_err(ReadFileError::Io)?;
     if !metadata.is_file() {
