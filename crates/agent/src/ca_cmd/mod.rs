@@ -421,17 +421,13 @@ fn find_ca(
 
 /// Reads the CA certificate named with `--cert`.
 fn read_cert_arg(path: &Path) -> Result<LoadedCa, CliError> {
-    let pem = match crate::ca_store::read_cert_file(path) {
-        Ok(pem) => pem,
-        Err(CaStoreError::NoCa { .. }) => {
-            return Err(CliError::Usage(anyhow!(
-                "the --cert file {} does not exist",
-                path.display()
-            )))
-        }
-        Err(err) => return Err(CliError::Usage(err.into())),
-    };
-    CaSource::File(path.to_owned()).parse(&pem)
+    let certificate = CaCertificate::read_file(path)
+        .context("invalid --cert value")
+        .map_err(CliError::Usage)?;
+    Ok(LoadedCa {
+        certificate,
+        source: CaSource::File(path.to_owned()),
+    })
 }
 
 /// The action of [`load_ca_pem`] when the data directory has no CA.
