@@ -545,6 +545,32 @@ fn system_store_without_root_names_command() {
         "{result}"
     );
     assert!(anchor.exists());
+
+    // With the system store trusting the CA, a rotation without root cannot
+    // complete, so it changes nothing: not the CA, not any store.
+    let install = webwarden_ca(
+        &home,
+        &["install", "--store", "system", "--data-dir", data_arg],
+    );
+    assert!(install.status.success(), "{}", describe(&install));
+    let ca_before = std::fs::read_to_string(data.join("ca.pem")).unwrap();
+    let entries_before = webwarden_entries(ANCHOR_DIR);
+    let rotate = run_as_nobody(&["rotate", "--data-dir", data_arg]);
+    assert_eq!(rotate.status.code(), Some(1), "{}", describe(&rotate));
+    assert!(
+        text(&rotate.stderr).contains("the CA was not replaced"),
+        "{}",
+        describe(&rotate)
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("ca.pem")).unwrap(),
+        ca_before
+    );
+    assert_eq!(webwarden_entries(ANCHOR_DIR), entries_before);
+    assert!(!data.join("ca.pem.next").exists());
+    assert!(openssl_verify_with_bundle(&data.join("ca.pem"))
+        .status
+        .success());
 }
 
 #[test]

@@ -228,10 +228,14 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CliError> {
 fn rotate(args: &RotateArgs) -> Result<ExitCode, CliError> {
     let store = ca_place(&args.location)?.with_key()?;
     let stores = selected_stores(StoreChoice::All);
+    let admin_command = format!(
+        "ca rotate --data-dir {}",
+        shell_quote(&absolute(store.dir()))
+    );
     let mut swaps = Vec::new();
     let rotation = store
         .rotate(|previous_pem, new_ca| {
-            swaps = stage_in_stores(&stores, previous_pem, new_ca.cert_pem());
+            swaps = stage_in_stores(&stores, previous_pem, new_ca.cert_pem(), &admin_command);
             swaps.iter().all(|swap| swap.error.is_none())
         })
         .map_err(|err| CliError::Failed(err.into()))?;
@@ -282,7 +286,9 @@ fn rotate(args: &RotateArgs) -> Result<ExitCode, CliError> {
             print_rows(&rows)?;
             eprintln!(
                 "error: the CA was not replaced, because a store that trusts it could not take the \
-                 new one; fix the failure above and run `webwarden ca rotate` again"
+                 new one; fix the failure above and run `webwarden ca rotate` again. When the \
+                 system store trusts the CA, run it with sudo and keep HOME, so your browsers' \
+                 databases change too: sudo --preserve-env=HOME webwarden {admin_command}"
             );
         }
     }
@@ -308,6 +314,7 @@ fn stage_in_stores(
     stores: &[Box<dyn TrustStore>],
     previous_pem: &str,
     new_pem: &str,
+    admin_command: &str,
 ) -> Vec<StoreSwap> {
     let (old, new) = match (
         CaCertificate::from_pem(previous_pem),
@@ -328,7 +335,7 @@ fn stage_in_stores(
                 trusted,
                 installed: false,
                 error: None,
-                admin_command: "ca rotate".to_owned(),
+                admin_command: admin_command.to_owned(),
             };
             if trusted {
                 match store.install(&new) {
