@@ -26,6 +26,7 @@ mod sign_cmd;
 mod signing;
 mod stats;
 mod status;
+mod system_proxy;
 mod updates;
 
 use lists::ListSpec;

@@ -13,7 +13,7 @@ use webwarden_proxy::{InspectionMode, LocalCa, ProxySettings};
 use crate::siem::SinkArgs;
 use crate::status::StatusWriter;
 use crate::updates::{self, ListSet};
-use crate::{config, lists, siem, CliError, ListSpec};
+use crate::{config, lists, siem, system_proxy, CliError, ListSpec};
 
 /// How long sinks may take to deliver pending events at shutdown; the rest
 /// stays in the spool for the next start.
@@ -51,6 +51,8 @@ pub struct RunArgs {
     /// (repeatable; adds to the configured bypass list).
     #[arg(long = "bypass", value_name = "DOMAIN")]
     bypass: Vec<String>,
+    #[command(flatten)]
+    system_proxy: system_proxy::SystemProxyArgs,
 }
 
 /// Runs the agent until a shutdown signal.
@@ -105,6 +107,11 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     let status = StatusWriter::new(&data_dir, local.to_string(), exporter.status_handle());
     status.set_lists(lists.version(), lists.status());
     let status_task = tokio::spawn(status.clone().run());
+
+    // The PAC server and the OS proxy settings, restored after serve returns.
+    let system_proxy =
+        system_proxy::start(&args.system_proxy, &file, &data_dir, local, &status).await?;
+
     let policy = lists.policy();
     let (stop_updates, stop_updates_rx) = tokio::sync::watch::channel(false);
     let updater_status = status.clone();
@@ -125,6 +132,7 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
         shutdown_signal(),
     )
     .await;
+    system_proxy.stop().await;
     stop_updates.send_replace(true);
     let _ = updater.await;
     status_task.abort();
