@@ -186,6 +186,18 @@ impl Webwarden {
         options: &ProxyOptions<'_>,
         extra_args: &[std::ffi::OsString],
     ) -> Webwarden {
+        Webwarden::start_with_env(dir, options, extra_args, &[])
+    }
+
+    /// Starts webwarden as [`Webwarden::start_in`] does, with the
+    /// environment variables in `env` set last, so they replace the ones
+    /// that keep it away from the user's configuration.
+    pub fn start_with_env(
+        dir: TempDir,
+        options: &ProxyOptions<'_>,
+        extra_args: &[std::ffi::OsString],
+        env: &[(&str, std::ffi::OsString)],
+    ) -> Webwarden {
         let mut command = Command::new(env!("CARGO_BIN_EXE_webwarden"));
         command
             .arg("run")
@@ -208,6 +220,9 @@ impl Webwarden {
         if let Some(roots) = options.trusted_roots {
             command.env("SSL_CERT_FILE", roots);
             command.env_remove("SSL_CERT_DIR");
+        }
+        for (name, value) in env {
+            command.env(name, value);
         }
 
         let mut child = command
