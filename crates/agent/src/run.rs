@@ -1,6 +1,7 @@
 //! `webwarden run`: loads the lists and the CA, starts the proxy, the
 //! event export and the list updater, and runs until SIGINT or SIGTERM.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +109,9 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     status.set_lists(lists.version(), lists.status());
     let status_task = tokio::spawn(status.clone().run());
 
+    // The signal listeners come first, so a signal once the OS proxy
+    // settings are changed stops the agent in order and restores them.
+    let shutdown = shutdown_signal();
     // The PAC server and the OS proxy settings, restored after serve returns.
     let system_proxy =
         system_proxy::start(&args.system_proxy, &file, &data_dir, local, &status).await?;
@@ -123,15 +127,8 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     ));
     tracing::info!(addr = %local, "proxy listening on {local}");
 
-    let served = webwarden_proxy::serve(
-        listener,
-        Arc::new(ca),
-        policy,
-        events,
-        settings,
-        shutdown_signal(),
-    )
-    .await;
+    let served =
+        webwarden_proxy::serve(listener, Arc::new(ca), policy, events, settings, shutdown).await;
     system_proxy.stop().await;
     stop_updates.send_replace(true);
     let _ = updater.await;
@@ -182,28 +179,39 @@ fn settings(args: &RunArgs, file: &config::FileConfig) -> anyhow::Result<ProxySe
     Ok(settings)
 }
 
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(err) => {
-                    tracing::error!(error = %err, "failed to listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM, and returns a future
+/// that completes on the first of them.
+///
+/// Both listeners exist when this returns, so a signal that arrives before
+/// the future is first polled still stops the agent in order, with the OS
+/// proxy settings restored, instead of killing it.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let listeners = signal(SignalKind::interrupt())
+        .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+    async move {
+        let (mut interrupt, mut terminate) = match listeners {
+            Ok(listeners) => listeners,
+            Err(err) => {
+                tracing::error!(error = %err, "failed to listen for SIGINT and SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
         tokio::select! {
-            _ = ctrl_c => tracing::info!("received SIGINT, stopping"),
-            _ = term.recv() => tracing::info!("received SIGTERM, stopping"),
+            _ = interrupt.recv() => tracing::info!("received SIGINT, stopping"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM, stopping"),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// Returns a future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("received Ctrl-C, stopping");
     }
 }

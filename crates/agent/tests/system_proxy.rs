@@ -543,6 +543,27 @@ async fn run_sets_settings_and_sigterm_restores() {
 }
 
 #[test]
+fn sigterm_during_startup_restores() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let Some(desktop) = Desktop::start(dir.path(), "sigterm_during_startup_restores") else {
+        return;
+    };
+    desktop.set_corp_settings();
+    // SIGTERM right after the settings are applied, while the proxy may
+    // still be setting up TLS.
+    let mut agent = desktop.run_agent(dir, &["--system-proxy", "--pac-listen", "127.0.0.1:0"]);
+    let exit = agent.terminate(Duration::from_secs(20));
+
+    assert!(
+        exit.is_some_and(|status| status.success()),
+        "exit {exit:?}; log:\n{}",
+        agent.log()
+    );
+    desktop.assert_corp_settings();
+    assert!(!desktop.restore_file().exists());
+}
+
+#[test]
 fn killed_run_is_restored_by_next_run() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let Some(desktop) = Desktop::start(dir.path(), "killed_run_is_restored_by_next_run") else {
