@@ -632,3 +632,72 @@ fn run_without_flag_leaves_settings() {
     assert!(exit.is_some_and(|s| s.success()), "log:\n{}", agent.log());
     desktop.assert_corp_settings();
 }
+
+#[test]
+fn non_loopback_pac_address_is_rejected() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = dir.path();
+    // A bus address where nothing listens, so even a broken check could
+    // not reach the real session bus.
+    let env = [
+        ("HOME", root.join("home")),
+        ("XDG_CONFIG_HOME", root.join("config")),
+        ("XDG_DATA_HOME", root.join("share")),
+        ("XDG_RUNTIME_DIR", root.join("runtime")),
+        (
+            "DBUS_SESSION_BUS_ADDRESS",
+            PathBuf::from("unix:path=/nonexistent/bus"),
+        ),
+    ];
+    let data_dir = root.join("data");
+    let list = root.join("list.csv");
+    std::fs::write(&list, LIST).expect("write list");
+    let list = list.to_str().expect("UTF-8 temporary path");
+    // 192.0.2.1 (TEST-NET-1) is not on this machine, so a broken check
+    // fails to bind rather than listening on a real interface.
+    let runs: [&[&str]; 2] = [
+        &[
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--list",
+            list,
+            "--system-proxy",
+            "--pac-listen",
+            "192.0.2.1:0",
+        ],
+        &["proxy", "enable", "--pac-listen", "192.0.2.1:8898"],
+    ];
+    for args in runs {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_webwarden"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .envs(env.iter().map(|(name, value)| (*name, value)))
+            .env_remove("XDG_CURRENT_DESKTOP")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("webwarden starts");
+        let stderr_pipe = child.stderr.take().expect("piped stderr");
+        let mut child = ChildGuard::new(child);
+        let status = child.wait_timeout(Duration::from_secs(30));
+        let mut stderr = String::new();
+        if status.is_some() {
+            std::io::Read::read_to_string(&mut BufReader::new(stderr_pipe), &mut stderr)
+                .expect("read stderr");
+        }
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{args:?} exits with 2: {stderr}"
+        );
+        assert!(
+            stderr.contains("is not a loopback address"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!data_dir.join("proxy-restore.json").exists(), "{args:?}");
+        assert!(!root.join("config/environment.d").exists(), "{args:?}");
+    }
+}
