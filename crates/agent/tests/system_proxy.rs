@@ -492,6 +492,39 @@ fn user_change_survives_disable() {
     assert!(!desktop.restore_file().exists());
 }
 
+#[test]
+fn unstored_gnome_setting_is_reported() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let Some(desktop) = Desktop::start(dir.path(), "unstored_gnome_setting_is_reported") else {
+        return;
+    };
+    desktop.set_corp_settings();
+    // gsettings exits with 0 when dconf cannot store a value, as here,
+    // where the bus address names a socket that does not exist.
+    let dead_bus = format!("unix:path={}", dir.path().join("runtime/no-bus").display());
+    let output = desktop
+        .command(env!("CARGO_BIN_EXE_webwarden"))
+        .args(["proxy", "enable", "--pac-listen", "127.0.0.1:18898"])
+        .arg("--data-dir")
+        .arg(desktop.data_dir())
+        .env("DBUS_SESSION_BUS_ADDRESS", dead_bus)
+        .output()
+        .expect("webwarden runs");
+
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("gnome        FAILED: gnome: gsettings did not store the values"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("kde          set to webwarden"), "{stdout}");
+    assert_eq!(desktop.get(SCHEMA, "mode"), CORP_MODE);
+
+    let output = desktop.webwarden(&["proxy", "disable"]);
+    assert!(output.status.success(), "{}", text(&output));
+    desktop.assert_corp_settings();
+}
+
 #[tokio::test]
 async fn run_sets_settings_and_sigterm_restores() {
     let dir = tempfile::tempdir().expect("temporary directory");
