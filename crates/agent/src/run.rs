@@ -109,8 +109,8 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     status.set_lists(lists.version(), lists.status());
     let status_task = tokio::spawn(status.clone().run());
 
-    // The signal listeners come first, so a signal once the OS proxy
-    // settings are changed stops the agent in order and restores them.
+    // The signal listeners start before the OS proxy settings change, so a
+    // signal that arrives after the change still restores them.
     let shutdown = shutdown_signal();
     // The PAC server and the OS proxy settings, restored after serve returns.
     let system_proxy =

@@ -683,6 +683,7 @@ fn non_loopback_pac_address_is_rejected() {
         ),
     ];
     let data_dir = root.join("data");
+
     let list = root.join("list.csv");
     std::fs::write(&list, LIST).expect("write list");
     let list = list.to_str().expect("UTF-8 temporary path");
@@ -701,6 +702,7 @@ fn non_loopback_pac_address_is_rejected() {
         ],
         &["proxy", "enable", "--pac-listen", "192.0.2.1:8898"],
     ];
+
     for args in runs {
         let mut child = Command::new(env!("CARGO_BIN_EXE_webwarden"))
             .args(args)
@@ -713,6 +715,7 @@ fn non_loopback_pac_address_is_rejected() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("webwarden starts");
+
         let stderr_pipe = child.stderr.take().expect("piped stderr");
         let mut child = ChildGuard::new(child);
         let status = child.wait_timeout(Duration::from_secs(30));
@@ -721,6 +724,7 @@ fn non_loopback_pac_address_is_rejected() {
             std::io::Read::read_to_string(&mut BufReader::new(stderr_pipe), &mut stderr)
                 .expect("read stderr");
         }
+
         assert_eq!(
             status.and_then(|s| s.code()),
             Some(2),
