@@ -63,7 +63,7 @@ pub struct CommonArgs {
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// The agent's PAC server address
-    /// [default: [system_proxy] pac_listen, else 127.0.0.1:8898].
+    /// [default: `[system_proxy] pac_listen`, else 127.0.0.1:8898].
     #[arg(long, value_name = "ADDR")]
     pac_listen: Option<SocketAddr>,
     /// The agent's proxy address, for programs that read `http_proxy`

@@ -33,7 +33,7 @@ const CHECK_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Args)]
 pub struct SystemProxyArgs {
     /// Point the OS proxy settings at webwarden's PAC file while it runs, and
-    /// restore them when it stops [default: [system_proxy] enable, else off].
+    /// restore them when it stops [default: `[system_proxy] enable`, else off].
     #[arg(long, overrides_with = "no_system_proxy")]
     system_proxy: bool,
     /// Leave the OS proxy settings alone even when the configuration enables
@@ -41,7 +41,7 @@ pub struct SystemProxyArgs {
     #[arg(long)]
     no_system_proxy: bool,
     /// PAC server listen address; must be a loopback address
-    /// [default: [system_proxy] pac_listen, else 127.0.0.1:8898].
+    /// [default: `[system_proxy] pac_listen`, else 127.0.0.1:8898].
     #[arg(long, value_name = "ADDR")]
     pac_listen: Option<SocketAddr>,
 }
