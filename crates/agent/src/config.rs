@@ -50,6 +50,9 @@ pub struct FileConfig {
     /// Where the root CA's key is kept.
     #[serde(default)]
     pub ca: CaSection,
+    /// The OS proxy settings and the PAC file that they point at.
+    #[serde(default)]
+    pub system_proxy: SystemProxySection,
 }
 
 /// The `[ca]` table.
@@ -60,6 +63,22 @@ pub struct CaSection {
     /// works; `keychain`: the keychain only; `file`: the file only.
     #[serde(default)]
     pub key_storage: KeyStorage,
+}
+
+/// The `[system_proxy]` table.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SystemProxySection {
+    /// Point the OS proxy settings at webwarden while `webwarden run` runs,
+    /// and restore them when it stops (default false).
+    #[serde(default)]
+    pub enable: bool,
+    /// PAC server listen address, a loopback address and port (default
+    /// 127.0.0.1:8898).
+    pub pac_listen: Option<SocketAddr>,
+    /// The settings to change, by backend name (default: every backend of
+    /// this OS).
+    pub backends: Option<Vec<String>>,
 }
 
 /// The `[updates]` table.
@@ -329,6 +348,20 @@ action = "allow"
         assert_eq!(specs[0], ListSpec::builtin());
         assert_eq!(specs[1].options.action, Action::Allow);
         assert_eq!(specs[1].options.format, Some(Format::Domains));
+    }
+
+    #[test]
+    fn system_proxy_section_parses() {
+        let config = parse(
+            "[system_proxy]\nenable = true\npac_listen = \"127.0.0.1:9898\"\n\
+             backends = [\"gnome\"]\n",
+        )
+        .unwrap();
+        let section = config.system_proxy;
+        assert!(section.enable);
+        assert_eq!(section.pac_listen, Some("127.0.0.1:9898".parse().unwrap()));
+        assert_eq!(section.backends, Some(vec!["gnome".to_owned()]));
+        assert!(!parse("").unwrap().system_proxy.enable, "off by default");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   system and browser trust stores, removes it, and checks each store.
 //! - `webwarden siem test`: sends a test event to each SIEM sink.
 //! - `webwarden status`: shows the running agent's lists and sinks.
+//! - `webwarden proxy enable | disable | status`: points the OS proxy
+//!   settings at webwarden, restores them, and shows where they point.
 
 use std::process::ExitCode;
 
@@ -24,12 +26,14 @@ mod config;
 mod list_build;
 mod lists;
 mod logging;
+mod proxy_cmd;
 mod run;
 mod siem;
 mod sign_cmd;
 mod signing;
 mod stats;
 mod status;
+mod system_proxy;
 mod updates;
 
 use lists::ListSpec;
@@ -64,6 +68,10 @@ enum Command {
     /// Show whether the agent runs, its lists' versions and age, and each
     /// SIEM sink's backlog.
     Status(status::StatusArgs),
+    /// Point the OS proxy settings at webwarden, restore them, or show
+    /// where they point.
+    #[command(subcommand)]
+    Proxy(proxy_cmd::ProxyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +135,7 @@ fn main() -> ExitCode {
         Command::Ca(command) => ca_cmd::run(&command),
         Command::Siem(command) => siem::run(&command),
         Command::Status(args) => status::run(&args),
+        Command::Proxy(command) => proxy_cmd::run(&command),
         Command::List(ListCommand::Stats(args)) => stats::run(&args),
         Command::List(ListCommand::Build(args)) => list_build::run(&args),
         Command::List(ListCommand::Keygen(args)) => sign_cmd::run_keygen(&args),

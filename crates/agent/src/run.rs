@@ -1,6 +1,7 @@
 //! `webwarden run`: loads the lists and the CA, starts the proxy, the
 //! event export and the list updater, and runs until SIGINT or SIGTERM.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use crate::ca_store::{CaStore, CaStoreError, KeyStorage, Keychain, OpenedCa, CA_
 use crate::siem::SinkArgs;
 use crate::status::StatusWriter;
 use crate::updates::{self, ListSet};
-use crate::{ca_watch, config, lists, siem, CliError, ListSpec};
+use crate::{ca_watch, config, lists, siem, system_proxy, CliError, ListSpec};
 
 /// How long sinks may take to deliver pending events at shutdown; the rest
 /// stays in the spool for the next start.
@@ -53,6 +54,8 @@ pub struct RunArgs {
     /// (repeatable; adds to the configured bypass list).
     #[arg(long = "bypass", value_name = "DOMAIN")]
     bypass: Vec<String>,
+    #[command(flatten)]
+    system_proxy: system_proxy::SystemProxyArgs,
 }
 
 /// Runs the agent until a shutdown signal.
@@ -105,6 +108,14 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     let status = StatusWriter::new(&data_dir, local.to_string(), exporter.status_handle());
     status.set_lists(lists.version(), lists.status());
     let status_task = tokio::spawn(status.clone().run());
+
+    // The signal listeners start before the OS proxy settings change, so a
+    // signal that arrives after the change still restores them.
+    let shutdown = shutdown_signal();
+    // The PAC server and the OS proxy settings, restored after serve returns.
+    let system_proxy =
+        system_proxy::start(&args.system_proxy, &file, &data_dir, local, &status).await?;
+
     let policy = lists.policy();
     let (stop_updates, stop_updates_rx) = tokio::sync::watch::channel(false);
     let updater_status = status.clone();
@@ -121,15 +132,9 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     ));
     tracing::info!(addr = %local, "proxy listening on {local}");
 
-    let served = webwarden_proxy::serve(
-        listener,
-        shared_ca,
-        policy,
-        events,
-        settings,
-        shutdown_signal(),
-    )
-    .await;
+    let served =
+        webwarden_proxy::serve(listener, shared_ca, policy, events, settings, shutdown).await;
+    system_proxy.stop().await;
     stop_updates.send_replace(true);
     let _ = updater.await;
     let _ = ca_watch.await;
@@ -201,28 +206,39 @@ fn settings(args: &RunArgs, file: &config::FileConfig) -> anyhow::Result<ProxySe
     Ok(settings)
 }
 
-/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(err) => {
-                    tracing::error!(error = %err, "failed to listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM, and returns a future
+/// that completes on the first of them.
+///
+/// Both listeners exist when this returns, so a signal that arrives before
+/// the future is first polled still stops the agent in order, with the OS
+/// proxy settings restored, instead of killing it.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let listeners = signal(SignalKind::interrupt())
+        .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+    async move {
+        let (mut interrupt, mut terminate) = match listeners {
+            Ok(listeners) => listeners,
+            Err(err) => {
+                tracing::error!(error = %err, "failed to listen for SIGINT and SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
         tokio::select! {
-            _ = ctrl_c => tracing::info!("received SIGINT, stopping"),
-            _ = term.recv() => tracing::info!("received SIGTERM, stopping"),
+            _ = interrupt.recv() => tracing::info!("received SIGINT, stopping"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM, stopping"),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+/// Returns a future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("received Ctrl-C, stopping");
     }
 }

@@ -14,6 +14,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use webwarden_events::{Event, StatusHandle};
+use webwarden_system::sysproxy::{BackendStatus, ProxyState};
 
 use crate::updates::ListStatus;
 use crate::{config, CliError};
@@ -45,6 +46,10 @@ pub struct AgentStatus {
     pub lists: Vec<ListStatus>,
     /// Each SIEM sink.
     pub sinks: Vec<SinkView>,
+    /// Each OS proxy setting that the agent points at itself; empty unless
+    /// the system proxy is enabled.
+    #[serde(default)]
+    pub system_proxy: Vec<BackendStatus>,
 }
 
 /// One sink in the status file.
@@ -91,6 +96,15 @@ impl StatusWriter {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.list_version = version.to_owned();
             status.lists = lists;
+        }
+        self.write();
+    }
+
+    /// Records the OS proxy settings' state and writes the file.
+    pub fn set_system_proxy(&self, backends: Vec<BackendStatus>) {
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.system_proxy = backends;
         }
         self.write();
     }
@@ -142,14 +156,19 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(text)
 }
 
-/// Counts the lists and sinks that need attention.
+/// Counts the lists, sinks and OS proxy settings that need attention.
 fn problems(status: &AgentStatus) -> usize {
     let lists = status
         .lists
         .iter()
         .filter(|list| list.last_error.is_some() || list.stale || list.rules == 0)
         .count();
-    lists + status.sinks.iter().filter(|sink| !sink.healthy).count()
+    let proxy_settings = status
+        .system_proxy
+        .iter()
+        .filter(|backend| matches!(backend.state, ProxyState::Other | ProxyState::Error))
+        .count();
+    lists + status.sinks.iter().filter(|sink| !sink.healthy).count() + proxy_settings
 }
 
 /// Prints the status for people and returns [`problems`].
@@ -192,6 +211,14 @@ fn print_status(status: &AgentStatus, running: bool, age: Duration) -> usize {
         if let Some(error) = sink.last_error.as_ref().filter(|_| !sink.healthy) {
             println!("             last error: {error}");
         }
+    }
+    for backend in &status.system_proxy {
+        println!(
+            "  system proxy {:11} {}: {}",
+            backend.state.as_str(),
+            backend.backend,
+            backend.detail
+        );
     }
     problems(status)
 }

@@ -248,7 +248,11 @@ fn agent_moves_a_key_file_into_the_keyring() {
             inspection: "all",
             trusted_roots: None,
         },
-        &[("DBUS_SESSION_BUS_ADDRESS", session.bus_address.as_str())],
+        &[],
+        &[(
+            "DBUS_SESSION_BUS_ADDRESS",
+            session.bus_address.clone().into(),
+        )],
     );
     assert!(
         proxy
@@ -290,7 +294,11 @@ async fn agent_signs_with_the_key_from_the_keyring() {
             inspection: "all",
             trusted_roots: None,
         },
-        &[("DBUS_SESSION_BUS_ADDRESS", session.bus_address.as_str())],
+        &[],
+        &[(
+            "DBUS_SESSION_BUS_ADDRESS",
+            session.bus_address.clone().into(),
+        )],
     );
     assert!(
         proxy.log().contains("key=the OS keychain"),

@@ -8,6 +8,7 @@
 //! - [`connector`]: upstream TLS against the OS trust store, and the resolver
 //!   that checks resolved addresses against IP rules.
 //! - [`serve`]: binds and runs the proxy until shutdown.
+//! - [`pac`]: the PAC file that points browsers at the proxy, and its server.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub mod block_page;
 pub mod ca;
 pub mod connector;
 mod handler;
+pub mod pac;
 
 pub use authority::LeafAuthority;
 pub use ca::{CaError, LocalCa};

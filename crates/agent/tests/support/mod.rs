@@ -187,24 +187,17 @@ impl Webwarden {
         options: &ProxyOptions<'_>,
         extra_args: &[std::ffi::OsString],
     ) -> Webwarden {
-        Webwarden::start_in_env(dir, options, extra_args, &[])
+        Webwarden::start_with_env(dir, options, extra_args, &[])
     }
 
-    /// Starts webwarden as [`Webwarden::start_in`] does, with the list and
-    /// no extra arguments, and `env` set after the isolated environment.
+    /// Starts webwarden as [`Webwarden::start_in`] does, with the
+    /// environment variables in `env` set last, so they replace the ones
+    /// that keep it away from the user's configuration.
     pub fn start_with_env(
         dir: TempDir,
         options: &ProxyOptions<'_>,
-        env: &[(&str, &str)],
-    ) -> Webwarden {
-        Webwarden::start_in_env(dir, options, &[], env)
-    }
-
-    fn start_in_env(
-        dir: TempDir,
-        options: &ProxyOptions<'_>,
         extra_args: &[std::ffi::OsString],
-        env: &[(&str, &str)],
+        env: &[(&str, std::ffi::OsString)],
     ) -> Webwarden {
         let mut command = Command::new(env!("CARGO_BIN_EXE_webwarden"));
         command
@@ -224,11 +217,13 @@ impl Webwarden {
             .arg(options.inspection)
             .args(extra_args);
         isolate_environment(&mut command, dir.path());
-        command.envs(env.iter().copied());
         command.env("RUST_LOG", "info");
         if let Some(roots) = options.trusted_roots {
             command.env("SSL_CERT_FILE", roots);
             command.env_remove("SSL_CERT_DIR");
+        }
+        for (name, value) in env {
+            command.env(name, value);
         }
 
         let mut child = command

@@ -1,0 +1,277 @@
+//! GNOME's proxy settings through `gsettings`, schema
+//! `org.gnome.system.proxy`, which GNOME and the programs that follow its
+//! proxy settings read.
+//!
+//! Applying sets `autoconfig-url` to the PAC URL and `mode` to `'auto'`.
+//! Only those two keys change, so only they are saved: the manual proxy
+//! hosts and ports and `ignore-hosts` keep whatever the user sets. Restoring
+//! writes the saved values back as the user's values, even where they were
+//! the schema's defaults.
+//!
+//! `gsettings set` exits with 0 even when dconf cannot store the value (it
+//! only prints a warning when there is no session bus), so every write is
+//! checked by reading the keys back.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
+use crate::command::Tool;
+
+/// The backend's name.
+pub(crate) const NAME: &str = "gnome";
+
+const GSETTINGS: Tool = Tool {
+    program: "gsettings",
+    provided_by: "the libglib2.0-bin package",
+};
+const SCHEMA: &str = "org.gnome.system.proxy";
+const MODE: &str = "mode";
+const AUTOCONFIG_URL: &str = "autoconfig-url";
+
+/// The GNOME backend, which runs `gsettings` with the process environment
+/// (`DBUS_SESSION_BUS_ADDRESS`, `XDG_CONFIG_HOME`, `XDG_RUNTIME_DIR`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GnomeBackend;
+
+/// Both keys as `gsettings get` prints them, in GVariant text form such as
+/// `'manual'`, which `gsettings set` takes back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GnomeSettings {
+    mode: String,
+    autoconfig_url: String,
+}
+
+impl GnomeSettings {
+    fn for_target(target: &ProxyTarget) -> GnomeSettings {
+        GnomeSettings {
+            mode: gvariant_string("auto"),
+            autoconfig_url: gvariant_string(&target.pac_url),
+        }
+    }
+}
+
+impl ProxySettingsBackend for GnomeBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    /// Available when a session bus is set, `gsettings` is installed and
+    /// the schema exists. Without a bus, dconf cannot store values.
+    fn is_available(&self) -> bool {
+        has_session_bus()
+            && GSETTINGS.is_installed()
+            && GSETTINGS.run(["writable", SCHEMA, MODE]).is_ok()
+    }
+
+    fn read(&self) -> Result<Snapshot, SysProxyError> {
+        Ok(Snapshot::new(NAME, &read_settings()?))
+    }
+
+    fn apply(&self, target: &ProxyTarget) -> Result<(), SysProxyError> {
+        for key in [MODE, AUTOCONFIG_URL] {
+            check_writable(key)?;
+        }
+        write_settings(&GnomeSettings::for_target(target))
+    }
+
+    fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
+        write_settings(&snapshot.decode(NAME)?)
+    }
+
+    fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError> {
+        let current: GnomeSettings = snapshot.decode(NAME)?;
+        let mode = parse_gvariant_string(&current.mode);
+        let url = parse_gvariant_string(&current.autoconfig_url);
+        Ok(mode.as_deref() == Some("auto") && url.as_deref() == Some(target.pac_url.as_str()))
+    }
+
+    fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
+        let off = GnomeSettings {
+            mode: gvariant_string("none"),
+            autoconfig_url: gvariant_string(""),
+        };
+        Ok(Snapshot::new(NAME, &off))
+    }
+}
+
+/// Checks for a session bus where GLib looks for one (`gdbusaddress.c`):
+/// the address variable, else the `bus` socket in `XDG_RUNTIME_DIR`.
+fn has_session_bus() -> bool {
+    let address = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty());
+    address
+        || std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|dir| !dir.is_empty() && Path::new(&dir).join("bus").exists())
+}
+
+fn get(key: &str) -> Result<String, SysProxyError> {
+    let output = GSETTINGS.run(["get", SCHEMA, key])?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_owned())
+}
+
+fn read_settings() -> Result<GnomeSettings, SysProxyError> {
+    Ok(GnomeSettings {
+        mode: get(MODE)?,
+        autoconfig_url: get(AUTOCONFIG_URL)?,
+    })
+}
+
+/// Sets the URL before the mode, so the mode never selects a PAC file that
+/// is not set yet, and then reads both back.
+fn write_settings(settings: &GnomeSettings) -> Result<(), SysProxyError> {
+    GSETTINGS.run(["set", SCHEMA, AUTOCONFIG_URL, &settings.autoconfig_url])?;
+    GSETTINGS.run(["set", SCHEMA, MODE, &settings.mode])?;
+    let stored = read_settings()?;
+    if stored == *settings {
+        return Ok(());
+    }
+    Err(SysProxyError::NotStored {
+        backend: NAME.to_owned(),
+        message: format!(
+            "gsettings did not store the values (set mode {} and autoconfig-url {}, read back {} \
+             and {}); check that the dconf service runs on the session bus",
+            settings.mode, settings.autoconfig_url, stored.mode, stored.autoconfig_url
+        ),
+    })
+}
+
+/// Fails when an administrator locked `key` (a dconf lock), since writes to
+/// it would be ignored.
+fn check_writable(key: &str) -> Result<(), SysProxyError> {
+    let output = GSETTINGS.run(["writable", SCHEMA, key])?;
+    let answer = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match answer.as_str() {
+        "true" => Ok(()),
+        "false" => Err(SysProxyError::NotStored {
+            backend: NAME.to_owned(),
+            message: format!("{SCHEMA} {key} is locked by the administrator"),
+        }),
+        _ => Err(SysProxyError::UnexpectedOutput {
+            command: format!("gsettings writable {SCHEMA} {key}"),
+            output: answer,
+        }),
+    }
+}
+
+/// Quotes `text` as a GVariant string literal: single quotes, with
+/// backslashes and single quotes escaped.
+fn gvariant_string(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('\'');
+    for c in text.chars() {
+        if c == '\\' || c == '\'' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('\'');
+    quoted
+}
+
+/// Parses a GVariant string literal as `gsettings get` prints it: in
+/// single quotes, or in double quotes when the text contains a single
+/// quote, with backslash escapes. Returns `None` for anything else.
+fn parse_gvariant_string(literal: &str) -> Option<String> {
+    let literal = literal.trim();
+    let quote = literal.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+    let inner = literal.strip_prefix(quote)?.strip_suffix(quote)?;
+    let mut text = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            text.push(c);
+            continue;
+        }
+        match chars.next()? {
+            'n' => text.push('\n'),
+            't' => text.push('\t'),
+            'r' => text.push('\r'),
+            'u' => text.push(parse_hex_char(&mut chars, 4)?),
+            'U' => text.push(parse_hex_char(&mut chars, 8)?),
+            other => text.push(other),
+        }
+    }
+    Some(text)
+}
+
+fn parse_hex_char(chars: &mut std::str::Chars<'_>, digits: usize) -> Option<char> {
+    let hex: String = chars.by_ref().take(digits).collect();
+    if hex.len() != digits {
+        return None;
+    }
+    char::from_u32(u32::from_str_radix(&hex, 16).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> ProxyTarget {
+        ProxyTarget {
+            pac_url: "http://127.0.0.1:8898/proxy.pac".to_owned(),
+            proxy: "127.0.0.1:8899".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn gvariant_strings_round_trip() {
+        for text in [
+            "",
+            "auto",
+            "it's",
+            r"back\slash",
+            "http://[::1]:8898/proxy.pac",
+        ] {
+            let quoted = gvariant_string(text);
+            assert_eq!(
+                parse_gvariant_string(&quoted).as_deref(),
+                Some(text),
+                "{quoted}"
+            );
+        }
+    }
+
+    #[test]
+    fn gsettings_output_forms_parse() {
+        assert_eq!(
+            parse_gvariant_string("'manual'\n").as_deref(),
+            Some("manual")
+        );
+        assert_eq!(parse_gvariant_string("\"it's\"").as_deref(), Some("it's"));
+        assert_eq!(
+            parse_gvariant_string(r"'caf\u00e9'").as_deref(),
+            Some("café")
+        );
+        assert_eq!(parse_gvariant_string("@as []"), None);
+        assert_eq!(parse_gvariant_string("'unterminated"), None);
+    }
+
+    #[test]
+    fn points_at_needs_auto_mode_and_our_url() {
+        let backend = GnomeBackend;
+        let ours = Snapshot::new(NAME, &GnomeSettings::for_target(&target()));
+        assert!(backend.points_at(&ours, &target()).unwrap());
+
+        let manual = Snapshot::new(
+            NAME,
+            &GnomeSettings {
+                mode: "'manual'".to_owned(),
+                autoconfig_url: gvariant_string(&target().pac_url),
+            },
+        );
+        assert!(!backend.points_at(&manual, &target()).unwrap());
+
+        let other_url = Snapshot::new(
+            NAME,
+            &GnomeSettings {
+                mode: "'auto'".to_owned(),
+                autoconfig_url: "'http://wpad.corp.test/wpad.dat'".to_owned(),
+            },
+        );
+        assert!(!backend.points_at(&other_url, &target()).unwrap());
+    }
+}
