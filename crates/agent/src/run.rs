@@ -206,31 +206,41 @@ fn settings(args: &RunArgs, file: &config::FileConfig) -> anyhow::Result<ProxySe
     Ok(settings)
 }
 
-/// Starts listening for SIGINT (Ctrl-C) and SIGTERM, and returns a future
-/// that completes on the first of them.
+/// Starts listening for SIGINT (Ctrl-C), SIGTERM, SIGHUP (the terminal
+/// closed) and SIGQUIT, and returns a future that completes on the first
+/// of them.
 ///
-/// Both listeners exist when this returns, so a signal that arrives before
+/// The listeners exist when this returns, so a signal that arrives before
 /// the future is first polled still stops the agent in order, with the OS
 /// proxy settings restored, instead of killing it.
 #[cfg(unix)]
 fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{signal, SignalKind};
 
-    let listeners = signal(SignalKind::interrupt())
-        .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+    let listeners = (|| {
+        Ok::<_, std::io::Error>([
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::quit())?,
+        ])
+    })();
     async move {
-        let (mut interrupt, mut terminate) = match listeners {
+        let [mut interrupt, mut terminate, mut hangup, mut quit] = match listeners {
             Ok(listeners) => listeners,
             Err(err) => {
-                tracing::error!(error = %err, "failed to listen for SIGINT and SIGTERM");
+                tracing::error!(error = %err, "failed to listen for stop signals");
                 let _ = tokio::signal::ctrl_c().await;
                 return;
             }
         };
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("received SIGINT, stopping"),
-            _ = terminate.recv() => tracing::info!("received SIGTERM, stopping"),
-        }
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+            _ = quit.recv() => "SIGQUIT",
+        };
+        tracing::info!("received {name}, stopping");
     }
 }
 

@@ -597,6 +597,28 @@ fn sigterm_during_startup_restores() {
 }
 
 #[test]
+fn hangup_and_quit_restore() {
+    for signal in ["HUP", "QUIT"] {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let Some(desktop) = Desktop::start(dir.path(), "hangup_and_quit_restore") else {
+            return;
+        };
+        desktop.set_corp_settings();
+        // SIGHUP arrives when the terminal that started the agent closes.
+        let mut agent = desktop.run_agent(dir, &["--system-proxy", "--pac-listen", "127.0.0.1:0"]);
+        let exit = agent.signal(signal, Duration::from_secs(20));
+
+        assert!(
+            exit.is_some_and(|status| status.success()),
+            "SIG{signal}: exit {exit:?}; log:\n{}",
+            agent.log()
+        );
+        desktop.assert_corp_settings();
+        assert!(!desktop.restore_file().exists());
+    }
+}
+
+#[test]
 fn killed_run_is_restored_by_next_run() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let Some(desktop) = Desktop::start(dir.path(), "killed_run_is_restored_by_next_run") else {

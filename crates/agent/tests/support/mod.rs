@@ -297,12 +297,18 @@ impl Webwarden {
 
     /// Sends SIGTERM and waits up to `timeout` for webwarden to exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal("TERM", timeout)
+    }
+
+    /// Sends the signal `name` (such as `HUP`) and waits up to `timeout`
+    /// for the process to exit.
+    pub fn signal(&mut self, name: &str, timeout: Duration) -> Option<ExitStatus> {
         let status = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{name}"))
             .arg(self.process.pid().to_string())
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -TERM failed: {status}");
+        assert!(status.success(), "kill -{name} failed: {status}");
         self.process.wait_timeout(timeout)
     }
 
