@@ -44,6 +44,11 @@ struct KdeSettings {
     group_existed: bool,
     proxy_type: Option<String>,
     config_script: Option<String>,
+    /// True when the file's last line had no line break. Applying adds one
+    /// so that new keys start on a line of their own, and restoring removes
+    /// it again. Restore files from before this field read as false.
+    #[serde(default)]
+    missing_final_newline: bool,
 }
 
 impl KdeBackend {
@@ -99,6 +104,7 @@ impl ProxySettingsBackend for KdeBackend {
                 group_existed: false,
                 proxy_type: None,
                 config_script: None,
+                missing_final_newline: false,
             },
         };
         Ok(Snapshot::new(NAME, &settings))
@@ -125,6 +131,9 @@ impl ProxySettingsBackend for KdeBackend {
         }
         if !saved.file_existed && text.trim().is_empty() {
             return remove_if_exists(path);
+        }
+        if saved.missing_final_newline && text.ends_with('\n') {
+            text.pop();
         }
         write_atomically(path, text.as_bytes())
     }
@@ -182,6 +191,7 @@ fn find_settings(text: &str) -> KdeSettings {
         group_existed: false,
         proxy_type: None,
         config_script: None,
+        missing_final_newline: !text.is_empty() && !text.ends_with('\n'),
     };
     let mut in_group = false;
     for line in lines(text) {
@@ -204,8 +214,16 @@ fn find_settings(text: &str) -> KdeSettings {
 /// Sets both keys of the `[Proxy Settings]` group, or removes a key whose
 /// value is `None`, and leaves every other line as it was. A missing key is
 /// added after the group's last entry, and a missing group at the end of
-/// the file.
+/// the file. A last line without a line break gets one, so that no key is
+/// appended to it.
 fn set_keys(text: &str, proxy_type: Option<&str>, config_script: Option<&str>) -> String {
+    let terminated;
+    let text = if text.is_empty() || text.ends_with('\n') {
+        text
+    } else {
+        terminated = format!("{text}\n");
+        terminated.as_str()
+    };
     let updates = [(PROXY_TYPE, proxy_type), (CONFIG_SCRIPT, config_script)];
     let mut written = [false, false];
     let mut output: Vec<String> = Vec::new();
@@ -364,6 +382,31 @@ mod tests {
             applied,
             "[Proxy Settings]\nProxyType=2\nProxy Config Script=http://127.0.0.1:8898/proxy.pac\n"
         );
+    }
+
+    #[test]
+    fn file_without_final_newline_round_trips() {
+        let cases = [
+            (
+                "[Proxy Settings]\nProxyType=1\nhttpProxy=http://proxy.corp.test 3128",
+                "[Proxy Settings]\nProxyType=2\nhttpProxy=http://proxy.corp.test 3128\n\
+                 Proxy Config Script=http://127.0.0.1:8898/proxy.pac\n",
+            ),
+            (
+                "[General]\nName=value\n[Proxy Settings]",
+                "[General]\nName=value\n[Proxy Settings]\nProxyType=2\n\
+                 Proxy Config Script=http://127.0.0.1:8898/proxy.pac\n",
+            ),
+            (
+                "[General]\nName=value",
+                "[General]\nName=value\n\n[Proxy Settings]\nProxyType=2\n\
+                 Proxy Config Script=http://127.0.0.1:8898/proxy.pac\n",
+            ),
+        ];
+        for (original, expected) in cases {
+            let applied = round_trip(Some(original));
+            assert_eq!(applied, expected, "applied to {original:?}");
+        }
     }
 
     #[test]
