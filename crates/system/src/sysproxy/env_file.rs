@@ -24,6 +24,12 @@ pub(crate) const NAME: &str = "environment";
 /// number makes these values win over most others.
 pub const ENV_FILE_NAME: &str = "90-webwarden-proxy.conf";
 
+/// The first lines of every file that webwarden writes, which mark the
+/// file as webwarden's for any proxy address.
+const HEADER: &str =
+    "# Written by webwarden, the web filter, while it runs; it deletes this file\n\
+                      # or puts back the earlier one when it stops.\n";
+
 /// Hosts that programs reach without the proxy.
 const NO_PROXY: &str = "localhost,127.0.0.1,::1";
 
@@ -96,6 +102,16 @@ impl ProxySettingsBackend for EnvFileBackend {
         Ok(current.contents.as_deref() == Some(render(target).as_str()))
     }
 
+    /// True for a file that starts with the header that [`render`] writes,
+    /// whatever proxy address it names.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: EnvFileSettings = snapshot.decode(NAME)?;
+        Ok(current
+            .contents
+            .as_deref()
+            .is_some_and(|contents| contents.starts_with(HEADER)))
+    }
+
     fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
         Ok(Snapshot::new(NAME, &EnvFileSettings { contents: None }))
     }
@@ -105,10 +121,7 @@ impl ProxySettingsBackend for EnvFileBackend {
 /// `environment.d(5)` describes.
 fn render(target: &ProxyTarget) -> String {
     let proxy = target.proxy_url();
-    let mut text = String::from(
-        "# Written by webwarden, the web filter, while it runs; it deletes this file\n\
-         # or puts back the earlier one when it stops.\n",
-    );
+    let mut text = String::from(HEADER);
     for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
         text.push_str(&format!("{name}={proxy}\n"));
     }
@@ -174,6 +187,25 @@ mod tests {
         assert_ne!(std::fs::read_to_string(&path).unwrap(), "EDITOR=vi\n");
         backend.restore(&before).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "EDITOR=vi\n");
+    }
+
+    #[test]
+    fn file_for_any_port_is_webwarden() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EnvFileBackend::new(dir.path());
+        let other = ProxyTarget {
+            proxy: "127.0.0.1:9999".parse().unwrap(),
+            ..target()
+        };
+        backend.apply(&other).unwrap();
+        assert!(backend.is_webwarden(&backend.read().unwrap()).unwrap());
+
+        std::fs::write(
+            dir.path().join("environment.d").join(ENV_FILE_NAME),
+            "http_proxy=http://proxy.corp.test:3128\n",
+        )
+        .unwrap();
+        assert!(!backend.is_webwarden(&backend.read().unwrap()).unwrap());
     }
 
     #[test]

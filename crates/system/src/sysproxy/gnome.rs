@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
+use super::{is_webwarden_pac_url, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
 use crate::command::Tool;
 
 /// The backend's name.
@@ -45,6 +45,10 @@ struct GnomeSettings {
 }
 
 impl GnomeSettings {
+    fn has_webwarden_url(&self) -> bool {
+        parse_gvariant_string(&self.autoconfig_url).is_some_and(|url| is_webwarden_pac_url(&url))
+    }
+
     fn for_target(target: &ProxyTarget) -> GnomeSettings {
         GnomeSettings {
             mode: gvariant_string("auto"),
@@ -86,6 +90,13 @@ impl ProxySettingsBackend for GnomeBackend {
         let mode = parse_gvariant_string(&current.mode);
         let url = parse_gvariant_string(&current.autoconfig_url);
         Ok(mode.as_deref() == Some("auto") && url.as_deref() == Some(target.pac_url.as_str()))
+    }
+
+    /// True for mode `'auto'` with a webwarden PAC URL of any port.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: GnomeSettings = snapshot.decode(NAME)?;
+        let mode = parse_gvariant_string(&current.mode);
+        Ok(mode.as_deref() == Some("auto") && current.has_webwarden_url())
     }
 
     fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {

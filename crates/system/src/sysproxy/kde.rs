@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::files::{read_optional, remove_if_exists, write_atomically};
-use super::{config_home, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
+use super::{
+    config_home, is_webwarden_pac_url, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError,
+};
 
 /// The backend's name.
 pub(crate) const NAME: &str = "kde";
@@ -142,6 +144,16 @@ impl ProxySettingsBackend for KdeBackend {
         let current: KdeSettings = snapshot.decode(NAME)?;
         Ok(current.proxy_type.as_deref() == Some(PAC_PROXY_TYPE)
             && current.config_script.as_deref() == Some(target.pac_url.as_str()))
+    }
+
+    /// True for `ProxyType=2` with a webwarden PAC URL of any port.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: KdeSettings = snapshot.decode(NAME)?;
+        Ok(current.proxy_type.as_deref() == Some(PAC_PROXY_TYPE)
+            && current
+                .config_script
+                .as_deref()
+                .is_some_and(is_webwarden_pac_url))
     }
 
     fn proxy_off(&self, snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {

@@ -28,8 +28,9 @@ const FORMAT_VERSION: u32 = 1;
 #[serde(rename_all = "camelCase")]
 struct RestoreFile {
     version: u32,
-    /// The settings last applied, which tell webwarden's values from a
-    /// change the user made later.
+    /// The settings last applied. Restoring does not compare with them,
+    /// because any webwarden PAC URL counts as webwarden's, whatever its
+    /// port, so the field only records what the last run set.
     target: ProxyTarget,
     /// Each backend's settings from before webwarden changed them.
     saved: Vec<Snapshot>,
@@ -141,7 +142,7 @@ impl SystemProxy {
         let plan: Vec<Result<bool, SysProxyError>> = self
             .backends
             .iter()
-            .map(|backend| self.save_backend(backend.as_ref(), target, &mut saved))
+            .map(|backend| self.save_backend(backend.as_ref(), &mut saved))
             .collect();
         if !saved.is_empty() {
             self.save(target, saved)?;
@@ -180,7 +181,7 @@ impl SystemProxy {
         let mut left = Vec::new();
         let mut outcomes = Vec::with_capacity(file.saved.len());
         for snapshot in file.saved {
-            let outcome = self.restore_backend(&snapshot, &file.target);
+            let outcome = self.restore_backend(&snapshot);
             if matches!(outcome, RestoreOutcome::Failed(_)) {
                 left.push(snapshot.clone());
             }
@@ -212,7 +213,6 @@ impl SystemProxy {
     fn save_backend(
         &self,
         backend: &dyn ProxySettingsBackend,
-        target: &ProxyTarget,
         saved: &mut Vec<Snapshot>,
     ) -> Result<bool, SysProxyError> {
         if !backend.is_available() {
@@ -225,11 +225,15 @@ impl SystemProxy {
             return Ok(true);
         }
         let mut current = backend.read()?;
-        if backend.points_at(&current, target)? {
+        if backend.is_webwarden(&current)? {
+            // Another webwarden, with another data directory or a restore
+            // file that was deleted, set these values. Saving them would
+            // make a later restore point at a stopped agent.
             tracing::warn!(
                 backend = backend.name(),
-                "the proxy settings already point at webwarden, but no earlier settings are \
-                 saved; restoring will turn the proxy off"
+                settings = %current.settings,
+                "the proxy settings already point at a webwarden PAC file, but no earlier \
+                 settings are saved here; saving them as off, so restoring turns the proxy off"
             );
             current = backend.proxy_off(&current)?;
         }
@@ -237,7 +241,7 @@ impl SystemProxy {
         Ok(true)
     }
 
-    fn restore_backend(&self, snapshot: &Snapshot, target: &ProxyTarget) -> RestoreOutcome {
+    fn restore_backend(&self, snapshot: &Snapshot) -> RestoreOutcome {
         let name = snapshot.backend.as_str();
         let Some(backend) = self.backends.iter().find(|b| b.name() == name) else {
             return RestoreOutcome::Failed(SysProxyError::NotConfigured {
@@ -249,9 +253,11 @@ impl SystemProxy {
                 backend: name.to_owned(),
             });
         }
-        let current = backend.read();
-        let ours = current.and_then(|current| backend.points_at(&current, target));
-        match ours {
+        let restored = backend
+            .read()
+            .and_then(|current| backend.restore_unless_changed(snapshot, &current));
+        match restored {
+            Ok(true) => RestoreOutcome::Restored,
             Ok(false) => {
                 tracing::warn!(
                     backend = name,
@@ -260,10 +266,6 @@ impl SystemProxy {
                 );
                 RestoreOutcome::ChangedByUser
             }
-            Ok(true) => match backend.restore(snapshot) {
-                Ok(()) => RestoreOutcome::Restored,
-                Err(err) => RestoreOutcome::Failed(err),
-            },
             Err(err) => RestoreOutcome::Failed(err),
         }
     }

@@ -132,10 +132,55 @@ pub trait ProxySettingsBackend: Send + Sync {
     /// [`apply`]: ProxySettingsBackend::apply
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError>;
 
+    /// Checks whether `snapshot` contains values that any webwarden writes,
+    /// whatever its PAC address or data directory. Such values are never
+    /// saved as the user's, and finding them at restore time shows that the
+    /// user did not change the settings since.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError>;
+
     /// Returns `snapshot` with the proxy turned off. Used when the settings
     /// already pointed at webwarden before it saved them, so restoring them
     /// would leave the proxy pointing at a stopped agent.
     fn proxy_off(&self, snapshot: &Snapshot) -> Result<Snapshot, SysProxyError>;
+
+    /// Writes back `saved` where `current`, the settings read just before,
+    /// still contains webwarden's values, and returns false when the user
+    /// changed them instead, so nothing was written. Backends whose keys
+    /// are written one at a time override this to decide per key.
+    fn restore_unless_changed(
+        &self,
+        saved: &Snapshot,
+        current: &Snapshot,
+    ) -> Result<bool, SysProxyError> {
+        if !self.is_webwarden(current)? {
+            return Ok(false);
+        }
+        self.restore(saved)?;
+        Ok(true)
+    }
+}
+
+/// The paths at which webwarden's PAC server serves the PAC file. They
+/// match `PAC_PATH` and `WPAD_PATH` of the `webwarden-proxy` crate, which
+/// this crate does not depend on.
+const PAC_PATHS: [&str; 2] = ["/proxy.pac", "/wpad.dat"];
+
+/// Checks whether `url` is a PAC URL that some webwarden writes: `http`, a
+/// loopback IP address with a port, and one of the PAC server's paths.
+/// Every webwarden PAC server listens on a loopback address, so a PAC file
+/// on another host is never webwarden's.
+pub fn is_webwarden_pac_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Some(slash) = rest.find('/') else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(slash);
+    authority
+        .parse::<SocketAddr>()
+        .is_ok_and(|addr| addr.ip().is_loopback())
+        && PAC_PATHS.contains(&path)
 }
 
 /// Whether a backend's settings point at webwarden.
@@ -326,6 +371,29 @@ mod tests {
         );
         let err = snapshot.decode::<Values>("kde").unwrap_err().to_string();
         assert!(err.contains("belong to the gnome backend"), "{err}");
+    }
+
+    #[test]
+    fn webwarden_pac_urls_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8898/proxy.pac",
+            "http://127.0.0.1:41234/wpad.dat",
+            "http://127.1.2.3:8898/proxy.pac",
+            "http://[::1]:8898/proxy.pac",
+        ] {
+            assert!(is_webwarden_pac_url(url), "{url}");
+        }
+        for url in [
+            "http://wpad.corp.test/wpad.dat",
+            "http://10.0.0.1:8898/proxy.pac",
+            "http://127.0.0.1:8898/other.pac",
+            "http://127.0.0.1:8898/proxy.pac?x=1",
+            "https://127.0.0.1:8898/proxy.pac",
+            "http://127.0.0.1/proxy.pac",
+            "",
+        ] {
+            assert!(!is_webwarden_pac_url(url), "{url}");
+        }
     }
 
     #[test]

@@ -84,6 +84,14 @@ impl ProxySettingsBackend for FakeBackend {
         Ok(current.url.as_deref() == Some(target.pac_url.as_str()))
     }
 
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: FakeSettings = snapshot.decode(self.name)?;
+        Ok(current
+            .url
+            .as_deref()
+            .is_some_and(super::super::is_webwarden_pac_url))
+    }
+
     fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
         Ok(Snapshot::new(self.name, &FakeSettings { url: None }))
     }
@@ -250,6 +258,56 @@ fn leftover_file_keeps_earlier_settings() {
         .disable()
         .unwrap()
         .expect("settings were saved");
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[test]
+fn changed_port_keeps_saved_settings() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    // The agent was killed, and the next run, where this backend was not
+    // available, rewrote the restore file's target with another port.
+    fixture.state(0).unavailable = true;
+    fixture.manager().enable(&target(9000)).unwrap();
+    fixture.state(0).unavailable = false;
+
+    let report = fixture
+        .manager()
+        .disable()
+        .unwrap()
+        .expect("settings were saved");
+    assert_eq!(outcome_names(&report.backends), ["a Restored"]);
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[test]
+fn other_data_dir_saves_webwarden_as_off() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    let other = Fixture::new(&[]);
+    let other_manager = SystemProxy::new(
+        vec![Box::new(FakeBackend {
+            name: "a",
+            state: Arc::clone(&fixture.states[0]),
+            restore_path: other.dir.path().join(RESTORE_FILE),
+        })],
+        other.dir.path(),
+    );
+    fixture.manager().enable(&target(8898)).unwrap();
+    other_manager.enable(&target(9000)).unwrap();
+    assert_eq!(
+        other.saved_urls(),
+        [("a".to_owned(), None)],
+        "the first agent's PAC URL is not saved as the user's"
+    );
+
+    fixture.manager().disable().unwrap().expect("saved");
+    other_manager.disable().unwrap().expect("saved");
     assert_eq!(
         fixture.url(0).as_deref(),
         Some("http://wpad.corp.test/wpad.dat")
