@@ -8,6 +8,7 @@
 //! the next enable means the last run stopped without restoring. Its saved
 //! settings are then kept, never replaced by webwarden's own.
 
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,10 @@ use super::{
 
 /// The restore file's name in the data directory.
 pub const RESTORE_FILE: &str = "proxy-restore.json";
+
+/// The name of the file in the data directory whose exclusive lock
+/// serializes every change to the restore file and the settings.
+pub const LOCK_FILE: &str = "proxy-restore.lock";
 
 /// The restore file's format version.
 const FORMAT_VERSION: u32 = 1;
@@ -125,10 +130,12 @@ impl SystemProxy {
     ///
     /// # Errors
     ///
-    /// Fails without changing any setting when the restore file cannot be
-    /// read, parsed or written. A failure of one backend is reported in
+    /// Fails without changing any setting when the lock file cannot be
+    /// locked or the restore file cannot be read, parsed or written. A
+    /// failure of one backend is reported in
     /// the [`EnableReport`] instead.
     pub fn enable(&self, target: &ProxyTarget) -> Result<EnableReport, SysProxyError> {
+        let _lock = self.lock()?;
         let earlier = self.load()?;
         let kept_earlier = earlier.is_some();
         if kept_earlier {
@@ -172,9 +179,10 @@ impl SystemProxy {
     ///
     /// # Errors
     ///
-    /// Fails when the restore file cannot be read, parsed, rewritten or
-    /// deleted.
+    /// Fails when the lock file cannot be locked or the restore file cannot
+    /// be read, parsed, rewritten or deleted.
     pub fn disable(&self) -> Result<Option<DisableReport>, SysProxyError> {
+        let _lock = self.lock()?;
         let Some(file) = self.load()? else {
             return Ok(None);
         };
@@ -270,6 +278,21 @@ impl SystemProxy {
         }
     }
 
+    /// Takes the exclusive lock on [`LOCK_FILE`], waiting while another
+    /// webwarden process holds it, so that concurrent `proxy enable`,
+    /// `proxy disable` and agents on one data directory each see the
+    /// restore file that the previous one left. The lock ends when the
+    /// returned file is dropped or the process exits.
+    fn lock(&self) -> Result<File, SysProxyError> {
+        let dir = self.restore_path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|source| io_error("create", dir, source))?;
+        let path = dir.join(LOCK_FILE);
+        let file = open_lock_file(&path).map_err(|source| io_error("open", &path, source))?;
+        file.lock()
+            .map_err(|source| io_error("lock", &path, source))?;
+        Ok(file)
+    }
+
     fn load(&self) -> Result<Option<RestoreFile>, SysProxyError> {
         let Some(text) = read_optional(&self.restore_path)? else {
             return Ok(None);
@@ -303,6 +326,31 @@ impl SystemProxy {
         text.push(b'\n');
         write_atomically(&self.restore_path, &text)
     }
+}
+
+/// Opens or creates the lock file. A symbolic link is rejected, because
+/// creating through it would let whoever placed it make webwarden create
+/// or lock a file elsewhere.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            return Err(std::io::Error::other(
+                "it is a symbolic link; delete it, and webwarden creates a regular file there",
+            ));
+        }
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Closes the gap between the check above and the open.
+        options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+    }
+    options.open(path)
 }
 
 fn apply_backend(backend: &dyn ProxySettingsBackend, target: &ProxyTarget) -> EnableOutcome {

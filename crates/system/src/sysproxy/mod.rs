@@ -34,7 +34,8 @@ pub use kde::KdeBackend;
 #[cfg(target_os = "macos")]
 pub use macos::NetworkSetupBackend;
 pub use manager::{
-    DisableReport, EnableOutcome, EnableReport, RestoreOutcome, SystemProxy, RESTORE_FILE,
+    DisableReport, EnableOutcome, EnableReport, RestoreOutcome, SystemProxy, LOCK_FILE,
+    RESTORE_FILE,
 };
 #[cfg(windows)]
 pub use windows::WinInetBackend;

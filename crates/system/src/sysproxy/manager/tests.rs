@@ -15,6 +15,9 @@ struct FakeState {
     unavailable: bool,
     fail_read: bool,
     fail_restore: bool,
+    /// Makes read, apply and restore take a few milliseconds, which widens
+    /// the window for races between processes.
+    slow: bool,
     applied: usize,
     /// For each apply: whether the restore file already held this
     /// backend's saved settings.
@@ -31,6 +34,13 @@ struct FakeBackend {
 impl FakeBackend {
     fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
         self.state.lock().unwrap()
+    }
+
+    fn pause(&self) {
+        let slow = self.state().slow;
+        if slow {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
     }
 
     fn failure(&self, operation: &str) -> SysProxyError {
@@ -51,6 +61,7 @@ impl ProxySettingsBackend for FakeBackend {
     }
 
     fn read(&self) -> Result<Snapshot, SysProxyError> {
+        self.pause();
         if self.state().fail_read {
             return Err(self.failure("read"));
         }
@@ -59,6 +70,7 @@ impl ProxySettingsBackend for FakeBackend {
     }
 
     fn apply(&self, target: &ProxyTarget) -> Result<(), SysProxyError> {
+        self.pause();
         let saved = std::fs::read_to_string(&self.restore_path)
             .ok()
             .and_then(|text| serde_json::from_str::<RestoreFile>(&text).ok())
@@ -71,6 +83,7 @@ impl ProxySettingsBackend for FakeBackend {
     }
 
     fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
+        self.pause();
         if self.state().fail_restore {
             return Err(self.failure("restore"));
         }
@@ -308,6 +321,48 @@ fn other_data_dir_saves_webwarden_as_off() {
 
     fixture.manager().disable().unwrap().expect("saved");
     other_manager.disable().unwrap().expect("saved");
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[test]
+fn concurrent_managers_keep_user_settings() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    fixture.state(0).slow = true;
+    // Two processes on one data directory, such as an agent that starts
+    // while `proxy enable` runs, each enabling and disabling in turn.
+    std::thread::scope(|scope| {
+        for port in [8898, 9000] {
+            let manager = fixture.manager();
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    manager.enable(&target(port)).unwrap();
+                    manager.disable().unwrap();
+                }
+            });
+        }
+    });
+
+    assert!(!fixture.restore_file_exists());
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinked_lock_file_is_rejected() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    let elsewhere = fixture.dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, fixture.dir.path().join(LOCK_FILE)).unwrap();
+
+    let err = fixture.manager().enable(&target(8898)).unwrap_err();
+    let message = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(message.contains("symbolic link"), "{message}");
+    assert!(!elsewhere.exists(), "nothing is created through the link");
     assert_eq!(
         fixture.url(0).as_deref(),
         Some("http://wpad.corp.test/wpad.dat")
