@@ -14,6 +14,7 @@ mod support;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -399,6 +400,59 @@ fn changed_pac_address_keeps_saved_gnome_settings() {
         "{}",
         text(&output)
     );
+
+    let output = desktop.webwarden(&["proxy", "disable", "--data-dir", data]);
+    assert!(output.status.success(), "{}", text(&output));
+    desktop.assert_corp_gnome_settings();
+}
+
+#[test]
+fn kill_between_gnome_writes_keeps_saved() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let Some(desktop) = Desktop::with_bus(dir.path(), "kill_between_gnome_writes_keeps_saved")
+    else {
+        return;
+    };
+    desktop.set_corp_gnome_settings();
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("UTF-8 path");
+    let pac = pac_address();
+    let output = desktop.webwarden(&["proxy", "enable", "--data-dir", data, "--pac-listen", &pac]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    // A gsettings in front of the real one kills webwarden, its parent,
+    // when it is about to write the user's mode back. So webwarden dies
+    // after the restore wrote autoconfig-url and before it wrote mode, as
+    // a SIGKILL at logout could make it.
+    let real = find_program("gsettings").expect("gsettings is installed");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("create bin directory");
+    let wrapper = bin.join("gsettings");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n\
+             if [ \"$1 $2 $3 $4\" = \"set {SCHEMA} mode {CORP_MODE}\" ]; then\n\
+             \tkill -KILL $PPID\n\
+             \texit 1\n\
+             fi\n\
+             exec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .expect("write gsettings wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+        .expect("make the wrapper executable");
+    let mut path = OsString::from(bin.as_os_str());
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let output = desktop
+        .command(env!("CARGO_BIN_EXE_webwarden"))
+        .args(["proxy", "disable", "--data-dir", data])
+        .env("PATH", path)
+        .output()
+        .expect("webwarden runs");
+    assert_eq!(output.status.code(), None, "killed: {}", text(&output));
 
     let output = desktop.webwarden(&["proxy", "disable", "--data-dir", data]);
     assert!(output.status.success(), "{}", text(&output));

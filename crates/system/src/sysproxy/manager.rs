@@ -186,12 +186,27 @@ impl SystemProxy {
         let Some(file) = self.load()? else {
             return Ok(None);
         };
+        // Recorded before the first write, so that the attempt after a kill
+        // in the middle of a backend's restore finishes it. The backends
+        // see the flag as loaded, which tells them whether an earlier
+        // attempt began.
+        let started: Vec<Snapshot> = file
+            .saved
+            .iter()
+            .map(|snapshot| Snapshot {
+                restore_started: true,
+                ..snapshot.clone()
+            })
+            .collect();
+        if started != file.saved {
+            self.save(&file.target, started.clone())?;
+        }
         let mut left = Vec::new();
         let mut outcomes = Vec::with_capacity(file.saved.len());
-        for snapshot in file.saved {
+        for (snapshot, started) in file.saved.into_iter().zip(started) {
             let outcome = self.restore_backend(&snapshot);
             if matches!(outcome, RestoreOutcome::Failed(_)) {
-                left.push(snapshot.clone());
+                left.push(started);
             }
             outcomes.push((snapshot.backend, outcome));
         }

@@ -67,6 +67,11 @@ pub struct Snapshot {
     pub backend: String,
     /// The values, in the backend's own JSON form.
     pub settings: serde_json::Value,
+    /// True once a restore of these settings began, so the backend may
+    /// hold a mix of webwarden's and these values, which a restore killed
+    /// between two writes leaves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore_started: bool,
 }
 
 impl Snapshot {
@@ -78,6 +83,7 @@ impl Snapshot {
         Snapshot {
             backend: backend.to_owned(),
             settings,
+            restore_started: false,
         }
     }
 

@@ -419,6 +419,26 @@ fn failed_restore_keeps_file_for_retry() {
 }
 
 #[test]
+fn failed_restore_records_restore_start() {
+    let fixture = Fixture::new(&[Some("first")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    fixture.state(0).fail_restore = true;
+    fixture
+        .manager()
+        .disable()
+        .unwrap()
+        .expect("settings were saved");
+
+    let text = std::fs::read_to_string(fixture.dir.path().join(RESTORE_FILE)).unwrap();
+    let file: RestoreFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(file.saved.len(), 1);
+    assert!(
+        file.saved[0].restore_started,
+        "the next attempt knows that a restore began: {text}"
+    );
+}
+
+#[test]
 fn unavailable_backend_at_disable_keeps_file() {
     let fixture = Fixture::new(&[Some("first")]);
     fixture.manager().enable(&target(8898)).unwrap();
