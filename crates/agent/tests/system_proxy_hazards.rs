@@ -18,6 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use serde_json::Value;
 use support::ChildGuard;
 
 const REQUIRE_DESKTOP_VAR: &str = "WEBWARDEN_REQUIRE_DESKTOP";
@@ -256,6 +257,19 @@ fn pac_address() -> String {
     format!("127.0.0.1:{}", support::closed_port())
 }
 
+/// Returns the state that `proxy status --json` reports for `backend`.
+fn backend_state(output: &Output, backend: &str) -> String {
+    let status: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|err| panic!("status --json is JSON ({err}): {}", text(output)));
+    let entry = status["backends"]
+        .as_array()
+        .expect("backends array")
+        .iter()
+        .find(|entry| entry["backend"] == backend)
+        .unwrap_or_else(|| panic!("no {backend} backend in {status:#}"));
+    entry["state"].as_str().unwrap_or_default().to_owned()
+}
+
 #[test]
 fn kioslaverc_without_final_newline_round_trips() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -304,6 +318,51 @@ fn kioslaverc_without_final_newline_round_trips() {
         original.lines().collect::<Vec<_>>(),
         "the user's lines are back"
     );
+}
+
+#[test]
+fn immutable_kde_entry_not_reported() {
+    // KConfig ignores a later value of an entry marked immutable, with
+    // `[$i]` after the key or after the group name, so KDE keeps the
+    // manual proxy in both files. kreadconfig5 of KConfig 5.103 reads
+    // ProxyType=1 from both after `proxy enable`.
+    let cases = [
+        "[Proxy Settings]\nProxyType[$i]=1\nhttpProxy=http://proxy.corp.test 3128\n",
+        "[Proxy Settings][$i]\nProxyType=1\nhttpProxy=http://proxy.corp.test 3128\n",
+    ];
+    for original in cases {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let desktop = Desktop::without_bus(dir.path());
+        std::fs::write(desktop.kioslaverc(), original).expect("write kioslaverc");
+        let config = desktop.file_backends_config();
+        let config = config.to_str().expect("UTF-8 path");
+        let data = dir.path().join("data");
+        let data = data.to_str().expect("UTF-8 path");
+        let pac = pac_address();
+        let target = ["--config", config, "--data-dir", data, "--pac-listen", &pac];
+
+        // A fixed webwarden may reject such a file or report the KDE
+        // backend as failed, so only the status that follows is checked.
+        let mut enable = vec!["proxy", "enable"];
+        enable.extend_from_slice(&target);
+        let _ = desktop.webwarden(&enable);
+        let mut status = vec!["proxy", "status", "--json"];
+        status.extend_from_slice(&target);
+        let output = desktop.webwarden(&status);
+
+        assert_ne!(
+            backend_state(&output, "kde"),
+            "webwarden",
+            "KDE keeps ProxyType=1 from {original:?}, so status must not report webwarden: {}",
+            text(&output)
+        );
+        assert_ne!(
+            output.status.code(),
+            Some(0),
+            "status exits with 0 for {original:?}: {}",
+            text(&output)
+        );
+    }
 }
 
 #[test]

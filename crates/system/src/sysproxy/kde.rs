@@ -27,6 +27,11 @@ const CONFIG_SCRIPT: &str = "Proxy Config Script";
 /// The `ProxyType` value that makes KDE use the PAC file.
 const PAC_PROXY_TYPE: &str = "2";
 
+/// KConfig's immutable flag, after a key, a group name or alone on the
+/// first line. KConfig ignores later values of an immutable entry, and
+/// KDE's settings dialog does not change it.
+const IMMUTABLE_FLAG: &str = "[$i]";
+
 /// The `ProxyType` value for no proxy.
 const NO_PROXY_TYPE: &str = "0";
 
@@ -51,6 +56,11 @@ struct KdeSettings {
     /// it again. Restore files from before this field read as false.
     #[serde(default)]
     missing_final_newline: bool,
+    /// True when KConfig's immutable flag `[$i]` covers either key: on the
+    /// key, on the `[Proxy Settings]` group or on the whole file. KConfig
+    /// then ignores the value that webwarden would write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    immutable: bool,
 }
 
 impl KdeBackend {
@@ -107,14 +117,20 @@ impl ProxySettingsBackend for KdeBackend {
                 proxy_type: None,
                 config_script: None,
                 missing_final_newline: false,
+                immutable: false,
             },
         };
         Ok(Snapshot::new(NAME, &settings))
     }
 
+    /// Fails without changing the file when KConfig's immutable flag
+    /// covers the keys.
     fn apply(&self, target: &ProxyTarget) -> Result<(), SysProxyError> {
         let path = self.path()?;
         let text = read_optional(path)?.unwrap_or_default();
+        if find_settings(&text).immutable {
+            return Err(locked_error(path));
+        }
         let text = set_keys(&text, Some(PAC_PROXY_TYPE), Some(&target.pac_url));
         write_atomically(path, text.as_bytes())
     }
@@ -140,8 +156,13 @@ impl ProxySettingsBackend for KdeBackend {
         write_atomically(path, text.as_bytes())
     }
 
+    /// Fails when KConfig's immutable flag covers the keys, since KDE then
+    /// uses values that the file may not show.
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError> {
         let current: KdeSettings = snapshot.decode(NAME)?;
+        if current.immutable {
+            return Err(locked_error(self.path()?));
+        }
         Ok(current.proxy_type.as_deref() == Some(PAC_PROXY_TYPE)
             && current.config_script.as_deref() == Some(target.pac_url.as_str()))
     }
@@ -164,6 +185,18 @@ impl ProxySettingsBackend for KdeBackend {
             ..saved
         };
         Ok(Snapshot::new(NAME, &off))
+    }
+}
+
+fn locked_error(path: &Path) -> SysProxyError {
+    SysProxyError::Locked {
+        backend: NAME.to_owned(),
+        reason: format!(
+            "{} marks ProxyType or Proxy Config Script of [Proxy Settings] immutable with \
+             [$i], so KDE ignores a new value; webwarden left the file unchanged. Ask the \
+             administrator to remove the flag, or remove \"kde\" from [system_proxy] backends",
+            path.display()
+        ),
     }
 }
 
@@ -204,14 +237,30 @@ fn find_settings(text: &str) -> KdeSettings {
         proxy_type: None,
         config_script: None,
         missing_final_newline: !text.is_empty() && !text.ends_with('\n'),
+        immutable: false,
     };
     let mut in_group = false;
+    let mut before_groups = true;
     for line in lines(text) {
         if let Some(group) = line.group() {
-            in_group = group == GROUP;
+            // KConfig reads a `[$i]` line before the first group as the
+            // whole file's immutable flag.
+            if before_groups && group == IMMUTABLE_FLAG {
+                settings.immutable = true;
+                continue;
+            }
+            before_groups = false;
+            let flagged = group.strip_suffix(IMMUTABLE_FLAG);
+            in_group = group == GROUP || flagged == Some(GROUP);
             settings.group_existed |= in_group;
+            settings.immutable |= in_group && flagged.is_some();
             continue;
         }
+        let immutable_key = line
+            .entry()
+            .and_then(|(key, _)| key.strip_suffix(IMMUTABLE_FLAG))
+            .is_some_and(|key| key == PROXY_TYPE || key == CONFIG_SCRIPT);
+        settings.immutable |= in_group && immutable_key;
         match line.entry() {
             Some((PROXY_TYPE, value)) if in_group => settings.proxy_type = Some(value.to_owned()),
             Some((CONFIG_SCRIPT, value)) if in_group => {
@@ -419,6 +468,36 @@ mod tests {
             let applied = round_trip(Some(original));
             assert_eq!(applied, expected, "applied to {original:?}");
         }
+    }
+
+    #[test]
+    fn immutable_entries_block_apply() {
+        let cases = [
+            "[Proxy Settings]\nProxyType[$i]=1\n",
+            "[Proxy Settings]\nProxy Config Script[$i]=http://wpad.corp.test/wpad.dat\n",
+            "[Proxy Settings][$i]\nProxyType=1\n",
+            "[$i]\n[Proxy Settings]\nProxyType=1\n",
+        ];
+        for original in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE_NAME);
+            std::fs::write(&path, original).unwrap();
+            let backend = KdeBackend::new(dir.path(), true);
+
+            let err = backend.apply(&target()).unwrap_err().to_string();
+            assert!(err.contains("locked by the administrator"), "{err}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+            let status = backend.points_at(&backend.read().unwrap(), &target());
+            assert!(status.is_err(), "status of {original:?}");
+        }
+    }
+
+    #[test]
+    fn immutable_flag_elsewhere_is_ignored() {
+        let original = "[Other][$i]\nProxyType=1\n[Proxy Settings]\nNoProxyFor[$i]=corp.test\n";
+        let settings = find_settings(original);
+        assert!(!settings.immutable);
+        round_trip(Some(original));
     }
 
     #[test]

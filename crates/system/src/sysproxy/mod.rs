@@ -268,6 +268,15 @@ pub enum SysProxyError {
         #[source]
         source: serde_json::Error,
     },
+    /// An administrator locked the setting, so the desktop ignores a new
+    /// value and nothing was changed.
+    #[error("the {backend} proxy setting is locked by the administrator: {reason}")]
+    Locked {
+        /// The backend.
+        backend: String,
+        /// Where the lock is and what to do about it.
+        reason: String,
+    },
     /// The backend cannot be used here.
     #[error("the {backend} backend is not available here")]
     Unavailable {
