@@ -10,6 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -308,26 +309,58 @@ impl SystemProxy {
         Ok(file)
     }
 
+    /// Reads the restore file, or returns `None` when there is none. An
+    /// empty file, which a crash during the first write can leave, contains
+    /// nothing to restore, so it is moved aside with a warning.
     fn load(&self) -> Result<Option<RestoreFile>, SysProxyError> {
-        let Some(text) = read_optional(&self.restore_path)? else {
+        let path = &self.restore_path;
+        let invalid = |reason: String| SysProxyError::InvalidRestoreFile {
+            path: path.clone(),
+            reason,
+        };
+        if path.is_dir() {
+            return Err(invalid("it is a directory, not a file".to_owned()));
+        }
+        let Some(text) = read_optional(path)? else {
             return Ok(None);
         };
-        let file: RestoreFile =
-            serde_json::from_str(&text).map_err(|source| SysProxyError::InvalidRestoreFile {
-                path: self.restore_path.clone(),
-                source,
-            })?;
+        if text.trim().is_empty() {
+            self.move_aside_empty()?;
+            return Ok(None);
+        }
+        let file: RestoreFile = serde_json::from_str(&text).map_err(|err| {
+            invalid(format!(
+                "it is not a valid restore file ({err}), so it may have been cut short or edited"
+            ))
+        })?;
         if file.version != FORMAT_VERSION {
-            return Err(SysProxyError::InvalidRestoreFile {
-                path: self.restore_path.clone(),
-                source: serde::de::Error::custom(format!(
-                    "format version {} is not supported; this webwarden reads version \
-                     {FORMAT_VERSION}",
-                    file.version
-                )),
-            });
+            return Err(invalid(format!(
+                "its format version {} is not supported, because this webwarden reads version \
+                 {FORMAT_VERSION}; a newer webwarden's `proxy disable` may read it",
+                file.version
+            )));
         }
         Ok(Some(file))
+    }
+
+    /// Renames the empty restore file to `proxy-restore.json.damaged-SECONDS`,
+    /// with the Unix time, so the next write does not replace it silently.
+    fn move_aside_empty(&self) -> Result<(), SysProxyError> {
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let aside = self
+            .restore_path
+            .with_file_name(format!("{RESTORE_FILE}.damaged-{seconds}"));
+        fs::rename(&self.restore_path, &aside)
+            .map_err(|source| io_error("rename", &self.restore_path, source))?;
+        tracing::warn!(
+            path = %self.restore_path.display(),
+            moved_to = %aside.display(),
+            "the restore file was empty, so it contained no saved proxy settings; moved it aside \
+             and continuing as if there were none"
+        );
+        Ok(())
     }
 
     fn save(&self, target: &ProxyTarget, saved: Vec<Snapshot>) -> Result<(), SysProxyError> {

@@ -254,19 +254,21 @@ pub enum SysProxyError {
         /// The reason.
         reason: String,
     },
-    /// The restore file could not be parsed. It is kept, because it may
-    /// hold the only copy of the user's settings.
+    /// The restore file is damaged: not valid JSON, a directory, or of an
+    /// unknown format version. It is kept, because it may contain the only
+    /// copy of the user's settings.
     #[error(
-        "invalid restore file {}; it holds the proxy settings from before webwarden changed \
-         them, so restore those by hand and then delete the file",
+        "invalid restore file {}: {reason}. It may contain the only copy of the proxy settings \
+         from before webwarden changed them, so nothing was changed. Restore those settings by \
+         hand from it where it is readable, then move it out of the data directory and run the \
+         command again",
         path.display()
     )]
     InvalidRestoreFile {
         /// The file.
         path: PathBuf,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
+        /// What is wrong with it.
+        reason: String,
     },
     /// An administrator locked the setting, so the desktop ignores a new
     /// value and nothing was changed.
@@ -284,7 +286,11 @@ pub enum SysProxyError {
         backend: String,
     },
     /// The restore file names a backend that is not configured.
-    #[error("the restore file holds settings of the {backend} backend, which is not configured")]
+    #[error(
+        "the restore file contains saved settings of the {backend} backend, which is not in \
+         [system_proxy] backends; add it there and run `webwarden proxy disable` again, or \
+         restore that backend's settings by hand"
+    )]
     NotConfigured {
         /// The backend.
         backend: String,

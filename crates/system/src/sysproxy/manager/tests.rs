@@ -550,6 +550,97 @@ fn invalid_restore_file_blocks_enable() {
 }
 
 #[test]
+fn damaged_restore_file_names_cause_and_fix() {
+    let cases: [(&str, &str); 3] = [
+        ("{\"version\": 1, \"target\": {", "not a valid restore file"),
+        (
+            "{\"version\": 7, \"target\": {\"pacUrl\": \"x\", \"proxy\": \"127.0.0.1:1\"}, \
+             \"saved\": []}",
+            "format version 7 is not supported",
+        ),
+        ("[]", "not a valid restore file"),
+    ];
+    for (text, expected) in cases {
+        let fixture = Fixture::new(&[Some("first")]);
+        let path = fixture.dir.path().join(RESTORE_FILE);
+        std::fs::write(&path, text).unwrap();
+
+        for err in [
+            fixture.manager().enable(&target(8898)).unwrap_err(),
+            fixture.manager().disable().unwrap_err(),
+        ] {
+            let message = err.to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains("by hand"), "{message}");
+        }
+        assert_eq!(fixture.state(0).applied, 0);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+}
+
+#[test]
+fn directory_restore_file_is_rejected() {
+    let fixture = Fixture::new(&[Some("first")]);
+    std::fs::create_dir(fixture.dir.path().join(RESTORE_FILE)).unwrap();
+    let message = fixture
+        .manager()
+        .enable(&target(8898))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("is a directory"), "{message}");
+    assert_eq!(fixture.state(0).applied, 0);
+}
+
+#[test]
+fn empty_restore_file_is_moved_aside() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    std::fs::write(fixture.dir.path().join(RESTORE_FILE), "").unwrap();
+
+    let report = fixture.manager().enable(&target(8898)).unwrap();
+    assert!(!report.kept_earlier);
+    assert_eq!(outcome_names(&report.backends), ["a Applied"]);
+    let names: Vec<String> = std::fs::read_dir(fixture.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|name| name.starts_with("proxy-restore.json.damaged-")),
+        "{names:?}"
+    );
+    assert_eq!(
+        fixture.saved_urls(),
+        [(
+            "a".to_owned(),
+            Some("http://wpad.corp.test/wpad.dat".to_owned())
+        )]
+    );
+}
+
+#[test]
+fn unknown_backend_is_kept_with_fix() {
+    let fixture = Fixture::new(&[Some("first")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    let path = fixture.dir.path().join(RESTORE_FILE);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"backend\": \"a\"", "\"backend\": \"plan9\"");
+    std::fs::write(&path, text).unwrap();
+
+    let report = fixture.manager().disable().unwrap().expect("saved");
+    assert!(report.file_kept);
+    let message = format!("{:?}", report.backends);
+    assert!(message.contains("plan9"), "{message}");
+    let RestoreOutcome::Failed(err) = &report.backends[0].1 else {
+        panic!("{message}");
+    };
+    let err = err.to_string();
+    assert!(err.contains("[system_proxy] backends"), "{err}");
+}
+
+#[test]
 fn unwritable_restore_file_blocks_enable() {
     let fixture = Fixture::new(&[Some("first")]);
     // A directory in place of the temporary file makes the write fail.
