@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_optional, remove_if_exists, write_atomically};
+use super::files::{read_optional, remove_if_exists, write_through_links};
 use super::{config_home, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
 
 /// The backend's name.
@@ -86,13 +86,13 @@ impl ProxySettingsBackend for EnvFileBackend {
     }
 
     fn apply(&self, target: &ProxyTarget) -> Result<(), SysProxyError> {
-        write_atomically(self.path()?, render(target).as_bytes())
+        write_through_links(self.path()?, render(target).as_bytes())
     }
 
     fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
         let saved: EnvFileSettings = snapshot.decode(NAME)?;
         match saved.contents {
-            Some(contents) => write_atomically(self.path()?, contents.as_bytes()),
+            Some(contents) => write_through_links(self.path()?, contents.as_bytes()),
             None => remove_if_exists(self.path()?),
         }
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_optional, remove_if_exists, write_atomically};
+use super::files::{read_optional, remove_if_exists, write_through_links};
 use super::{
     config_home, is_webwarden_pac_url, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError,
 };
@@ -132,7 +132,7 @@ impl ProxySettingsBackend for KdeBackend {
             return Err(locked_error(path));
         }
         let text = set_keys(&text, Some(PAC_PROXY_TYPE), Some(&target.pac_url));
-        write_atomically(path, text.as_bytes())
+        write_through_links(path, text.as_bytes())
     }
 
     fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
@@ -153,7 +153,7 @@ impl ProxySettingsBackend for KdeBackend {
         if saved.missing_final_newline && text.ends_with('\n') {
             text.pop();
         }
-        write_atomically(path, text.as_bytes())
+        write_through_links(path, text.as_bytes())
     }
 
     /// Fails when KConfig's immutable flag covers the keys, since KDE then
@@ -498,6 +498,29 @@ mod tests {
         let settings = find_settings(original);
         assert!(!settings.immutable);
         round_trip(Some(original));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_file_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = "[Proxy Settings]\nProxyType=1\n";
+        let target_file = dir.path().join("dotfiles-kioslaverc");
+        std::fs::write(&target_file, original).unwrap();
+        let link = dir.path().join(FILE_NAME);
+        std::os::unix::fs::symlink(&target_file, &link).unwrap();
+        let backend = KdeBackend::new(dir.path(), true);
+
+        let before = backend.read().unwrap();
+        backend.apply(&target()).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert!(std::fs::read_to_string(&target_file)
+            .unwrap()
+            .contains("ProxyType=2"));
+
+        backend.restore(&before).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&target_file).unwrap(), original);
     }
 
     #[test]

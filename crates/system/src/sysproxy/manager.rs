@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{io_error, read_optional, remove_if_exists, write_atomically};
+use super::files::{io_error, read_optional, remove_if_exists, write_private};
 use super::{
     BackendStatus, ProxySettingsBackend, ProxyState, ProxyTarget, Snapshot, SysProxyError,
 };
@@ -372,7 +372,7 @@ impl SystemProxy {
         let mut text = serde_json::to_vec_pretty(&file)
             .map_err(|err| io_error("encode", &self.restore_path, std::io::Error::other(err)))?;
         text.push(b'\n');
-        write_atomically(&self.restore_path, &text)
+        write_private(&self.restore_path, &text)
     }
 }
 

@@ -640,6 +640,17 @@ fn unknown_backend_is_kept_with_fix() {
     assert!(err.contains("[system_proxy] backends"), "{err}");
 }
 
+#[cfg(unix)]
+#[test]
+fn restore_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let fixture = Fixture::new(&[Some("first")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    let metadata = std::fs::metadata(fixture.dir.path().join(RESTORE_FILE)).unwrap();
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+}
+
 #[test]
 fn unwritable_restore_file_blocks_enable() {
     let fixture = Fixture::new(&[Some("first")]);
