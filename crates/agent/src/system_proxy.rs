@@ -118,9 +118,9 @@ struct Applied {
 ///
 /// # Errors
 ///
-/// Fails when the PAC address is not loopback or cannot be bound, when a
-/// backend name is invalid, and when the restore file cannot be read or
-/// written. In the last case no setting was changed.
+/// Fails when the PAC address is not loopback or cannot be bound, or when
+/// a backend name is invalid. A restore file that cannot be read or
+/// written is logged instead, and no setting changes.
 pub async fn start(
     args: &SystemProxyArgs,
     file: &FileConfig,
@@ -156,7 +156,7 @@ pub async fn start(
             pac_url: webwarden_proxy::pac::pac_url(pac_addr),
             proxy,
         };
-        guard.applied = Some(apply(manager, target, status.clone()).await?);
+        guard.applied = apply(manager, target, status.clone()).await?;
     }
     Ok(guard)
 }
@@ -204,21 +204,33 @@ async fn start_pac(
 }
 
 /// Points the OS settings at `target` and starts the task that reports
-/// their state in the status file.
+/// their state in the status file. When the restore file or its lock
+/// cannot be used, nothing was changed: the error is logged and the agent
+/// keeps filtering without the OS settings, so `None` is returned.
 async fn apply(
     manager: Arc<SystemProxy>,
     target: ProxyTarget,
     status: StatusWriter,
-) -> Result<Applied, CliError> {
+) -> Result<Option<Applied>, CliError> {
     let enabling = Arc::clone(&manager);
     let enable_target = target.clone();
-    let report = tokio::task::spawn_blocking(move || enabling.enable(&enable_target))
+    let result = tokio::task::spawn_blocking(move || enabling.enable(&enable_target))
         .await
-        .map_err(|err| CliError::Failed(anyhow!("setting the system proxy panicked: {err}")))?
-        .map_err(|err| CliError::Failed(anyhow::Error::new(err)))?;
+        .map_err(|err| CliError::Failed(anyhow!("setting the system proxy panicked: {err}")))?;
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => {
+            tracing::error!(
+                error = %error_chain(&err),
+                "failed to set the system proxy, so the OS proxy settings are unchanged; \
+                 webwarden keeps filtering for programs configured to use it"
+            );
+            return Ok(None);
+        }
+    };
     log_enable(&report, &target);
     let checker = tokio::spawn(check_periodically(Arc::clone(&manager), target, status));
-    Ok(Applied { manager, checker })
+    Ok(Some(Applied { manager, checker }))
 }
 
 /// Records the backends' state in the status file now and every

@@ -619,6 +619,36 @@ fn hangup_and_quit_restore() {
 }
 
 #[test]
+fn damaged_restore_file_keeps_agent_running() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let Some(desktop) = Desktop::start(dir.path(), "damaged_restore_file_keeps_agent_running")
+    else {
+        return;
+    };
+    desktop.set_corp_settings();
+    let damaged = "{\"version\": 1, \"target\": {\"pacUrl\": ";
+    std::fs::create_dir_all(desktop.data_dir()).expect("create data directory");
+    std::fs::write(desktop.restore_file(), damaged).expect("write restore file");
+
+    let flags = ["--system-proxy", "--pac-listen", "127.0.0.1:0"];
+    let mut agent = desktop.run_agent(dir, &flags);
+    assert!(
+        agent.log().contains("invalid restore file"),
+        "the log names the damaged file:\n{}",
+        agent.log()
+    );
+    desktop.assert_corp_settings();
+    assert_eq!(
+        std::fs::read_to_string(desktop.restore_file()).expect("restore file is kept"),
+        damaged
+    );
+
+    let exit = agent.terminate(Duration::from_secs(20));
+    assert!(exit.is_some_and(|s| s.success()), "log:\n{}", agent.log());
+    desktop.assert_corp_settings();
+}
+
+#[test]
 fn killed_run_is_restored_by_next_run() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let Some(desktop) = Desktop::start(dir.path(), "killed_run_is_restored_by_next_run") else {

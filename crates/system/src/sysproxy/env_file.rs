@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_optional, remove_if_exists, write_atomically};
+use super::files::{read_optional, remove_if_exists, write_through_links};
 use super::{config_home, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
 
 /// The backend's name.
@@ -23,6 +23,12 @@ pub(crate) const NAME: &str = "environment";
 /// the file whose name sorts last wins (`environment.d(5)`), so the high
 /// number makes these values win over most others.
 pub const ENV_FILE_NAME: &str = "90-webwarden-proxy.conf";
+
+/// The first lines of every file that webwarden writes, which mark the
+/// file as webwarden's for any proxy address.
+const HEADER: &str =
+    "# Written by webwarden, the web filter, while it runs; it deletes this file\n\
+                      # or puts back the earlier one when it stops.\n";
 
 /// Hosts that programs reach without the proxy.
 const NO_PROXY: &str = "localhost,127.0.0.1,::1";
@@ -80,13 +86,13 @@ impl ProxySettingsBackend for EnvFileBackend {
     }
 
     fn apply(&self, target: &ProxyTarget) -> Result<(), SysProxyError> {
-        write_atomically(self.path()?, render(target).as_bytes())
+        write_through_links(self.path()?, render(target).as_bytes())
     }
 
     fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
         let saved: EnvFileSettings = snapshot.decode(NAME)?;
         match saved.contents {
-            Some(contents) => write_atomically(self.path()?, contents.as_bytes()),
+            Some(contents) => write_through_links(self.path()?, contents.as_bytes()),
             None => remove_if_exists(self.path()?),
         }
     }
@@ -94,6 +100,16 @@ impl ProxySettingsBackend for EnvFileBackend {
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError> {
         let current: EnvFileSettings = snapshot.decode(NAME)?;
         Ok(current.contents.as_deref() == Some(render(target).as_str()))
+    }
+
+    /// True for a file that starts with the header that `render` writes,
+    /// whatever proxy address it names.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: EnvFileSettings = snapshot.decode(NAME)?;
+        Ok(current
+            .contents
+            .as_deref()
+            .is_some_and(|contents| contents.starts_with(HEADER)))
     }
 
     fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
@@ -105,10 +121,7 @@ impl ProxySettingsBackend for EnvFileBackend {
 /// `environment.d(5)` describes.
 fn render(target: &ProxyTarget) -> String {
     let proxy = target.proxy_url();
-    let mut text = String::from(
-        "# Written by webwarden, the web filter, while it runs; it deletes this file\n\
-         # or puts back the earlier one when it stops.\n",
-    );
+    let mut text = String::from(HEADER);
     for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
         text.push_str(&format!("{name}={proxy}\n"));
     }
@@ -174,6 +187,25 @@ mod tests {
         assert_ne!(std::fs::read_to_string(&path).unwrap(), "EDITOR=vi\n");
         backend.restore(&before).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "EDITOR=vi\n");
+    }
+
+    #[test]
+    fn file_for_any_port_is_webwarden() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EnvFileBackend::new(dir.path());
+        let other = ProxyTarget {
+            proxy: "127.0.0.1:9999".parse().unwrap(),
+            ..target()
+        };
+        backend.apply(&other).unwrap();
+        assert!(backend.is_webwarden(&backend.read().unwrap()).unwrap());
+
+        std::fs::write(
+            dir.path().join("environment.d").join(ENV_FILE_NAME),
+            "http_proxy=http://proxy.corp.test:3128\n",
+        )
+        .unwrap();
+        assert!(!backend.is_webwarden(&backend.read().unwrap()).unwrap());
     }
 
     #[test]

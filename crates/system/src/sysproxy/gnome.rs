@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
+use super::{is_webwarden_pac_url, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
 use crate::command::Tool;
 
 /// The backend's name.
@@ -45,6 +45,14 @@ struct GnomeSettings {
 }
 
 impl GnomeSettings {
+    fn has_auto_mode(&self) -> bool {
+        parse_gvariant_string(&self.mode).as_deref() == Some("auto")
+    }
+
+    fn has_webwarden_url(&self) -> bool {
+        parse_gvariant_string(&self.autoconfig_url).is_some_and(|url| is_webwarden_pac_url(&url))
+    }
+
     fn for_target(target: &ProxyTarget) -> GnomeSettings {
         GnomeSettings {
             mode: gvariant_string("auto"),
@@ -74,11 +82,11 @@ impl ProxySettingsBackend for GnomeBackend {
         for key in [MODE, AUTOCONFIG_URL] {
             check_writable(key)?;
         }
-        write_settings(&GnomeSettings::for_target(target))
+        write_settings(&GnomeSettings::for_target(target), WriteOrder::UrlFirst)
     }
 
     fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
-        write_settings(&snapshot.decode(NAME)?)
+        write_settings(&snapshot.decode(NAME)?, WriteOrder::ModeFirst)
     }
 
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError> {
@@ -88,12 +96,47 @@ impl ProxySettingsBackend for GnomeBackend {
         Ok(mode.as_deref() == Some("auto") && url.as_deref() == Some(target.pac_url.as_str()))
     }
 
-    fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
+    /// True for a webwarden PAC URL of any port, in any mode. A mode other
+    /// than `'auto'` with such a URL is what a write interrupted between
+    /// the two keys leaves behind.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: GnomeSettings = snapshot.decode(NAME)?;
+        Ok(current.has_webwarden_url())
+    }
+
+    /// Clears the PAC URL, and turns the mode `'auto'` into `'none'`. Any
+    /// other mode is the user's and stays.
+    fn proxy_off(&self, snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
+        let current: GnomeSettings = snapshot.decode(NAME)?;
+        let mode = if current.has_auto_mode() {
+            gvariant_string("none")
+        } else {
+            current.mode
+        };
         let off = GnomeSettings {
-            mode: gvariant_string("none"),
+            mode,
             autoconfig_url: gvariant_string(""),
         };
         Ok(Snapshot::new(NAME, &off))
+    }
+
+    fn restore_unless_changed(
+        &self,
+        saved: &Snapshot,
+        current: &Snapshot,
+    ) -> Result<bool, SysProxyError> {
+        let plan = restore_plan(
+            &saved.decode(NAME)?,
+            &current.decode(NAME)?,
+            saved.restore_started,
+        );
+        match plan {
+            Some(settings) => {
+                write_settings(&settings, WriteOrder::ModeFirst)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }
 
@@ -120,11 +163,49 @@ fn read_settings() -> Result<GnomeSettings, SysProxyError> {
     })
 }
 
-/// Sets the URL before the mode, so the mode never selects a PAC file that
-/// is not set yet, and then reads both back.
-fn write_settings(settings: &GnomeSettings) -> Result<(), SysProxyError> {
-    GSETTINGS.run(["set", SCHEMA, AUTOCONFIG_URL, &settings.autoconfig_url])?;
-    GSETTINGS.run(["set", SCHEMA, MODE, &settings.mode])?;
+/// The order of the two `gsettings set` calls, which decides what a kill
+/// between them leaves.
+#[derive(Debug, Clone, Copy)]
+enum WriteOrder {
+    /// Applying sets the URL first, so the mode never selects a PAC file
+    /// that is not set yet.
+    UrlFirst,
+    /// Restoring sets the mode first, so webwarden's URL stays until the
+    /// end and the next attempt still sees the settings as webwarden's.
+    ModeFirst,
+}
+
+/// Decides what restoring writes, or returns `None` when the user changed
+/// the settings since webwarden applied its own.
+///
+/// Webwarden's mode `'auto'` with a webwarden PAC URL means no one changed
+/// them. After a restore began, the saved mode with a webwarden URL is what
+/// a kill between the restore's two writes leaves (the mode is written
+/// first), so the restore finishes. Before that, the same mix means the
+/// user chose that mode, and it stays.
+fn restore_plan(
+    saved: &GnomeSettings,
+    current: &GnomeSettings,
+    restore_started: bool,
+) -> Option<GnomeSettings> {
+    if !current.has_webwarden_url() {
+        return None;
+    }
+    let half_restored = restore_started && current.mode == saved.mode;
+    (current.has_auto_mode() || half_restored).then(|| saved.clone())
+}
+
+/// Sets both keys in `order`, and then reads them back.
+fn write_settings(settings: &GnomeSettings, order: WriteOrder) -> Result<(), SysProxyError> {
+    let url = [AUTOCONFIG_URL, settings.autoconfig_url.as_str()];
+    let mode = [MODE, settings.mode.as_str()];
+    let keys = match order {
+        WriteOrder::UrlFirst => [url, mode],
+        WriteOrder::ModeFirst => [mode, url],
+    };
+    for [key, value] in keys {
+        GSETTINGS.run(["set", SCHEMA, key, value])?;
+    }
     let stored = read_settings()?;
     if stored == *settings {
         return Ok(());
@@ -248,6 +329,52 @@ mod tests {
         );
         assert_eq!(parse_gvariant_string("@as []"), None);
         assert_eq!(parse_gvariant_string("'unterminated"), None);
+    }
+
+    fn settings(mode: &str, url: &str) -> GnomeSettings {
+        GnomeSettings {
+            mode: gvariant_string(mode),
+            autoconfig_url: gvariant_string(url),
+        }
+    }
+
+    #[test]
+    fn restore_plan_finishes_half_restore() {
+        let corp = "http://wpad.corp.test/wpad.dat";
+        let ours = "http://127.0.0.1:41234/proxy.pac";
+        let saved = settings("manual", corp);
+        let half_restored = settings("manual", ours);
+
+        // Applied by webwarden, on any port.
+        for started in [false, true] {
+            assert_eq!(
+                restore_plan(&saved, &settings("auto", ours), started),
+                Some(saved.clone())
+            );
+        }
+        // A restore killed after it wrote the mode and before the URL.
+        assert_eq!(
+            restore_plan(&saved, &half_restored, true),
+            Some(saved.clone())
+        );
+        // The same values before any restore: the user chose the mode.
+        assert_eq!(restore_plan(&saved, &half_restored, false), None);
+        // Another mode, or another PAC file, is the user's.
+        assert_eq!(restore_plan(&saved, &settings("none", ours), true), None);
+        let user_pac = settings("auto", "http://pac.user.test/p.pac");
+        assert_eq!(restore_plan(&saved, &user_pac, true), None);
+        assert_eq!(restore_plan(&saved, &saved, true), None);
+    }
+
+    #[test]
+    fn proxy_off_keeps_user_mode() {
+        let backend = GnomeBackend;
+        let ours = "http://127.0.0.1:41234/proxy.pac";
+        for (mode, expected) in [("auto", "none"), ("manual", "manual")] {
+            let snapshot = Snapshot::new(NAME, &settings(mode, ours));
+            let off: GnomeSettings = backend.proxy_off(&snapshot).unwrap().decode(NAME).unwrap();
+            assert_eq!(off, settings(expected, ""), "from mode {mode}");
+        }
     }
 
     #[test]

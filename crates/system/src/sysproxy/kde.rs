@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{read_optional, remove_if_exists, write_atomically};
-use super::{config_home, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
+use super::files::{read_optional, remove_if_exists, write_through_links};
+use super::{
+    config_home, is_webwarden_pac_url, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError,
+};
 
 /// The backend's name.
 pub(crate) const NAME: &str = "kde";
@@ -24,6 +26,11 @@ const CONFIG_SCRIPT: &str = "Proxy Config Script";
 
 /// The `ProxyType` value that makes KDE use the PAC file.
 const PAC_PROXY_TYPE: &str = "2";
+
+/// KConfig's immutable flag, after a key, a group name or alone on the
+/// first line. KConfig ignores later values of an immutable entry, and
+/// KDE's settings dialog does not change it.
+const IMMUTABLE_FLAG: &str = "[$i]";
 
 /// The `ProxyType` value for no proxy.
 const NO_PROXY_TYPE: &str = "0";
@@ -44,6 +51,16 @@ struct KdeSettings {
     group_existed: bool,
     proxy_type: Option<String>,
     config_script: Option<String>,
+    /// True when the file's last line had no line break. Applying adds one
+    /// so that new keys start on a line of their own, and restoring removes
+    /// it again. Restore files from before this field read as false.
+    #[serde(default)]
+    missing_final_newline: bool,
+    /// True when KConfig's immutable flag `[$i]` covers either key: on the
+    /// key, on the `[Proxy Settings]` group or on the whole file. KConfig
+    /// then ignores the value that webwarden would write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    immutable: bool,
 }
 
 impl KdeBackend {
@@ -99,16 +116,23 @@ impl ProxySettingsBackend for KdeBackend {
                 group_existed: false,
                 proxy_type: None,
                 config_script: None,
+                missing_final_newline: false,
+                immutable: false,
             },
         };
         Ok(Snapshot::new(NAME, &settings))
     }
 
+    /// Fails without changing the file when KConfig's immutable flag
+    /// covers the keys.
     fn apply(&self, target: &ProxyTarget) -> Result<(), SysProxyError> {
         let path = self.path()?;
         let text = read_optional(path)?.unwrap_or_default();
+        if find_settings(&text).immutable {
+            return Err(locked_error(path));
+        }
         let text = set_keys(&text, Some(PAC_PROXY_TYPE), Some(&target.pac_url));
-        write_atomically(path, text.as_bytes())
+        write_through_links(path, text.as_bytes())
     }
 
     fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
@@ -126,13 +150,31 @@ impl ProxySettingsBackend for KdeBackend {
         if !saved.file_existed && text.trim().is_empty() {
             return remove_if_exists(path);
         }
-        write_atomically(path, text.as_bytes())
+        if saved.missing_final_newline && text.ends_with('\n') {
+            text.pop();
+        }
+        write_through_links(path, text.as_bytes())
     }
 
+    /// Fails when KConfig's immutable flag covers the keys, since KDE then
+    /// uses values that the file may not show.
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError> {
         let current: KdeSettings = snapshot.decode(NAME)?;
+        if current.immutable {
+            return Err(locked_error(self.path()?));
+        }
         Ok(current.proxy_type.as_deref() == Some(PAC_PROXY_TYPE)
             && current.config_script.as_deref() == Some(target.pac_url.as_str()))
+    }
+
+    /// True for `ProxyType=2` with a webwarden PAC URL of any port.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: KdeSettings = snapshot.decode(NAME)?;
+        Ok(current.proxy_type.as_deref() == Some(PAC_PROXY_TYPE)
+            && current
+                .config_script
+                .as_deref()
+                .is_some_and(is_webwarden_pac_url))
     }
 
     fn proxy_off(&self, snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
@@ -143,6 +185,18 @@ impl ProxySettingsBackend for KdeBackend {
             ..saved
         };
         Ok(Snapshot::new(NAME, &off))
+    }
+}
+
+fn locked_error(path: &Path) -> SysProxyError {
+    SysProxyError::Locked {
+        backend: NAME.to_owned(),
+        reason: format!(
+            "{} marks ProxyType or Proxy Config Script of [Proxy Settings] immutable with \
+             [$i], so KDE ignores a new value; webwarden left the file unchanged. Ask the \
+             administrator to remove the flag, or remove \"kde\" from [system_proxy] backends",
+            path.display()
+        ),
     }
 }
 
@@ -182,14 +236,31 @@ fn find_settings(text: &str) -> KdeSettings {
         group_existed: false,
         proxy_type: None,
         config_script: None,
+        missing_final_newline: !text.is_empty() && !text.ends_with('\n'),
+        immutable: false,
     };
     let mut in_group = false;
+    let mut before_groups = true;
     for line in lines(text) {
         if let Some(group) = line.group() {
-            in_group = group == GROUP;
+            // KConfig reads a `[$i]` line before the first group as the
+            // whole file's immutable flag.
+            if before_groups && group == IMMUTABLE_FLAG {
+                settings.immutable = true;
+                continue;
+            }
+            before_groups = false;
+            let flagged = group.strip_suffix(IMMUTABLE_FLAG);
+            in_group = group == GROUP || flagged == Some(GROUP);
             settings.group_existed |= in_group;
+            settings.immutable |= in_group && flagged.is_some();
             continue;
         }
+        let immutable_key = line
+            .entry()
+            .and_then(|(key, _)| key.strip_suffix(IMMUTABLE_FLAG))
+            .is_some_and(|key| key == PROXY_TYPE || key == CONFIG_SCRIPT);
+        settings.immutable |= in_group && immutable_key;
         match line.entry() {
             Some((PROXY_TYPE, value)) if in_group => settings.proxy_type = Some(value.to_owned()),
             Some((CONFIG_SCRIPT, value)) if in_group => {
@@ -204,8 +275,16 @@ fn find_settings(text: &str) -> KdeSettings {
 /// Sets both keys of the `[Proxy Settings]` group, or removes a key whose
 /// value is `None`, and leaves every other line as it was. A missing key is
 /// added after the group's last entry, and a missing group at the end of
-/// the file.
+/// the file. A last line without a line break gets one, so that no key is
+/// appended to it.
 fn set_keys(text: &str, proxy_type: Option<&str>, config_script: Option<&str>) -> String {
+    let terminated;
+    let text = if text.is_empty() || text.ends_with('\n') {
+        text
+    } else {
+        terminated = format!("{text}\n");
+        terminated.as_str()
+    };
     let updates = [(PROXY_TYPE, proxy_type), (CONFIG_SCRIPT, config_script)];
     let mut written = [false, false];
     let mut output: Vec<String> = Vec::new();
@@ -364,6 +443,84 @@ mod tests {
             applied,
             "[Proxy Settings]\nProxyType=2\nProxy Config Script=http://127.0.0.1:8898/proxy.pac\n"
         );
+    }
+
+    #[test]
+    fn file_without_final_newline_round_trips() {
+        let cases = [
+            (
+                "[Proxy Settings]\nProxyType=1\nhttpProxy=http://proxy.corp.test 3128",
+                "[Proxy Settings]\nProxyType=2\nhttpProxy=http://proxy.corp.test 3128\n\
+                 Proxy Config Script=http://127.0.0.1:8898/proxy.pac\n",
+            ),
+            (
+                "[General]\nName=value\n[Proxy Settings]",
+                "[General]\nName=value\n[Proxy Settings]\nProxyType=2\n\
+                 Proxy Config Script=http://127.0.0.1:8898/proxy.pac\n",
+            ),
+            (
+                "[General]\nName=value",
+                "[General]\nName=value\n\n[Proxy Settings]\nProxyType=2\n\
+                 Proxy Config Script=http://127.0.0.1:8898/proxy.pac\n",
+            ),
+        ];
+        for (original, expected) in cases {
+            let applied = round_trip(Some(original));
+            assert_eq!(applied, expected, "applied to {original:?}");
+        }
+    }
+
+    #[test]
+    fn immutable_entries_block_apply() {
+        let cases = [
+            "[Proxy Settings]\nProxyType[$i]=1\n",
+            "[Proxy Settings]\nProxy Config Script[$i]=http://wpad.corp.test/wpad.dat\n",
+            "[Proxy Settings][$i]\nProxyType=1\n",
+            "[$i]\n[Proxy Settings]\nProxyType=1\n",
+        ];
+        for original in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(FILE_NAME);
+            std::fs::write(&path, original).unwrap();
+            let backend = KdeBackend::new(dir.path(), true);
+
+            let err = backend.apply(&target()).unwrap_err().to_string();
+            assert!(err.contains("locked by the administrator"), "{err}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+            let status = backend.points_at(&backend.read().unwrap(), &target());
+            assert!(status.is_err(), "status of {original:?}");
+        }
+    }
+
+    #[test]
+    fn immutable_flag_elsewhere_is_ignored() {
+        let original = "[Other][$i]\nProxyType=1\n[Proxy Settings]\nNoProxyFor[$i]=corp.test\n";
+        let settings = find_settings(original);
+        assert!(!settings.immutable);
+        round_trip(Some(original));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_file_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let original = "[Proxy Settings]\nProxyType=1\n";
+        let target_file = dir.path().join("dotfiles-kioslaverc");
+        std::fs::write(&target_file, original).unwrap();
+        let link = dir.path().join(FILE_NAME);
+        std::os::unix::fs::symlink(&target_file, &link).unwrap();
+        let backend = KdeBackend::new(dir.path(), true);
+
+        let before = backend.read().unwrap();
+        backend.apply(&target()).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert!(std::fs::read_to_string(&target_file)
+            .unwrap()
+            .contains("ProxyType=2"));
+
+        backend.restore(&before).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&target_file).unwrap(), original);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
+use super::{is_webwarden_pac_url, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
 use crate::command::Tool;
 
 /// The backend's name.
@@ -81,6 +81,14 @@ impl ProxySettingsBackend for NetworkSetupBackend {
         Ok(!current.services.is_empty()
             && current.services.iter().all(|service| {
                 service.enabled && service.url.as_deref() == Some(target.pac_url.as_str())
+            }))
+    }
+
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: NetworkSetupSettings = snapshot.decode(NAME)?;
+        Ok(!current.services.is_empty()
+            && current.services.iter().all(|service| {
+                service.enabled && service.url.as_deref().is_some_and(is_webwarden_pac_url)
             }))
     }
 

@@ -8,17 +8,23 @@
 //! the next enable means the last run stopped without restoring. Its saved
 //! settings are then kept, never replaced by webwarden's own.
 
+use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{io_error, read_optional, remove_if_exists, write_atomically};
+use super::files::{io_error, read_optional, remove_if_exists, write_private};
 use super::{
     BackendStatus, ProxySettingsBackend, ProxyState, ProxyTarget, Snapshot, SysProxyError,
 };
 
 /// The restore file's name in the data directory.
 pub const RESTORE_FILE: &str = "proxy-restore.json";
+
+/// The name of the file in the data directory whose exclusive lock
+/// serializes every change to the restore file and the settings.
+pub const LOCK_FILE: &str = "proxy-restore.lock";
 
 /// The restore file's format version.
 const FORMAT_VERSION: u32 = 1;
@@ -28,8 +34,9 @@ const FORMAT_VERSION: u32 = 1;
 #[serde(rename_all = "camelCase")]
 struct RestoreFile {
     version: u32,
-    /// The settings last applied, which tell webwarden's values from a
-    /// change the user made later.
+    /// The settings last applied. Restoring does not compare with them,
+    /// because any webwarden PAC URL counts as webwarden's, whatever its
+    /// port, so the field only records what the last run set.
     target: ProxyTarget,
     /// Each backend's settings from before webwarden changed them.
     saved: Vec<Snapshot>,
@@ -124,10 +131,12 @@ impl SystemProxy {
     ///
     /// # Errors
     ///
-    /// Fails without changing any setting when the restore file cannot be
-    /// read, parsed or written. A failure of one backend is reported in
+    /// Fails without changing any setting when the lock file cannot be
+    /// locked or the restore file cannot be read, parsed or written. A
+    /// failure of one backend is reported in
     /// the [`EnableReport`] instead.
     pub fn enable(&self, target: &ProxyTarget) -> Result<EnableReport, SysProxyError> {
+        let _lock = self.lock()?;
         let earlier = self.load()?;
         let kept_earlier = earlier.is_some();
         if kept_earlier {
@@ -141,7 +150,7 @@ impl SystemProxy {
         let plan: Vec<Result<bool, SysProxyError>> = self
             .backends
             .iter()
-            .map(|backend| self.save_backend(backend.as_ref(), target, &mut saved))
+            .map(|backend| self.save_backend(backend.as_ref(), &mut saved))
             .collect();
         if !saved.is_empty() {
             self.save(target, saved)?;
@@ -171,18 +180,34 @@ impl SystemProxy {
     ///
     /// # Errors
     ///
-    /// Fails when the restore file cannot be read, parsed, rewritten or
-    /// deleted.
+    /// Fails when the lock file cannot be locked or the restore file cannot
+    /// be read, parsed, rewritten or deleted.
     pub fn disable(&self) -> Result<Option<DisableReport>, SysProxyError> {
+        let _lock = self.lock()?;
         let Some(file) = self.load()? else {
             return Ok(None);
         };
+        // Recorded before the first write, so that the attempt after a kill
+        // in the middle of a backend's restore finishes it. The backends
+        // see the flag as loaded, which tells them whether an earlier
+        // attempt began.
+        let started: Vec<Snapshot> = file
+            .saved
+            .iter()
+            .map(|snapshot| Snapshot {
+                restore_started: true,
+                ..snapshot.clone()
+            })
+            .collect();
+        if started != file.saved {
+            self.save(&file.target, started.clone())?;
+        }
         let mut left = Vec::new();
         let mut outcomes = Vec::with_capacity(file.saved.len());
-        for snapshot in file.saved {
-            let outcome = self.restore_backend(&snapshot, &file.target);
+        for (snapshot, started) in file.saved.into_iter().zip(started) {
+            let outcome = self.restore_backend(&snapshot);
             if matches!(outcome, RestoreOutcome::Failed(_)) {
-                left.push(snapshot.clone());
+                left.push(started);
             }
             outcomes.push((snapshot.backend, outcome));
         }
@@ -212,7 +237,6 @@ impl SystemProxy {
     fn save_backend(
         &self,
         backend: &dyn ProxySettingsBackend,
-        target: &ProxyTarget,
         saved: &mut Vec<Snapshot>,
     ) -> Result<bool, SysProxyError> {
         if !backend.is_available() {
@@ -225,11 +249,15 @@ impl SystemProxy {
             return Ok(true);
         }
         let mut current = backend.read()?;
-        if backend.points_at(&current, target)? {
+        if backend.is_webwarden(&current)? {
+            // Another webwarden, with another data directory or a restore
+            // file that was deleted, set these values. Saving them would
+            // make a later restore point at a stopped agent.
             tracing::warn!(
                 backend = backend.name(),
-                "the proxy settings already point at webwarden, but no earlier settings are \
-                 saved; restoring will turn the proxy off"
+                settings = %current.settings,
+                "the proxy settings already point at a webwarden PAC file, but no earlier \
+                 settings are saved here; saving them as off, so restoring turns the proxy off"
             );
             current = backend.proxy_off(&current)?;
         }
@@ -237,7 +265,7 @@ impl SystemProxy {
         Ok(true)
     }
 
-    fn restore_backend(&self, snapshot: &Snapshot, target: &ProxyTarget) -> RestoreOutcome {
+    fn restore_backend(&self, snapshot: &Snapshot) -> RestoreOutcome {
         let name = snapshot.backend.as_str();
         let Some(backend) = self.backends.iter().find(|b| b.name() == name) else {
             return RestoreOutcome::Failed(SysProxyError::NotConfigured {
@@ -249,9 +277,11 @@ impl SystemProxy {
                 backend: name.to_owned(),
             });
         }
-        let current = backend.read();
-        let ours = current.and_then(|current| backend.points_at(&current, target));
-        match ours {
+        let restored = backend
+            .read()
+            .and_then(|current| backend.restore_unless_changed(snapshot, &current));
+        match restored {
+            Ok(true) => RestoreOutcome::Restored,
             Ok(false) => {
                 tracing::warn!(
                     backend = name,
@@ -260,34 +290,77 @@ impl SystemProxy {
                 );
                 RestoreOutcome::ChangedByUser
             }
-            Ok(true) => match backend.restore(snapshot) {
-                Ok(()) => RestoreOutcome::Restored,
-                Err(err) => RestoreOutcome::Failed(err),
-            },
             Err(err) => RestoreOutcome::Failed(err),
         }
     }
 
+    /// Takes the exclusive lock on [`LOCK_FILE`], waiting while another
+    /// webwarden process holds it, so that concurrent `proxy enable`,
+    /// `proxy disable` and agents on one data directory each see the
+    /// restore file that the previous one left. The lock ends when the
+    /// returned file is dropped or the process exits.
+    fn lock(&self) -> Result<File, SysProxyError> {
+        let dir = self.restore_path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|source| io_error("create", dir, source))?;
+        let path = dir.join(LOCK_FILE);
+        let file = open_lock_file(&path).map_err(|source| io_error("open", &path, source))?;
+        file.lock()
+            .map_err(|source| io_error("lock", &path, source))?;
+        Ok(file)
+    }
+
+    /// Reads the restore file, or returns `None` when there is none. An
+    /// empty file, which a crash during the first write can leave, contains
+    /// nothing to restore, so it is moved aside with a warning.
     fn load(&self) -> Result<Option<RestoreFile>, SysProxyError> {
-        let Some(text) = read_optional(&self.restore_path)? else {
+        let path = &self.restore_path;
+        let invalid = |reason: String| SysProxyError::InvalidRestoreFile {
+            path: path.clone(),
+            reason,
+        };
+        if path.is_dir() {
+            return Err(invalid("it is a directory, not a file".to_owned()));
+        }
+        let Some(text) = read_optional(path)? else {
             return Ok(None);
         };
-        let file: RestoreFile =
-            serde_json::from_str(&text).map_err(|source| SysProxyError::InvalidRestoreFile {
-                path: self.restore_path.clone(),
-                source,
-            })?;
+        if text.trim().is_empty() {
+            self.move_aside_empty()?;
+            return Ok(None);
+        }
+        let file: RestoreFile = serde_json::from_str(&text).map_err(|err| {
+            invalid(format!(
+                "it is not a valid restore file ({err}), so it may have been cut short or edited"
+            ))
+        })?;
         if file.version != FORMAT_VERSION {
-            return Err(SysProxyError::InvalidRestoreFile {
-                path: self.restore_path.clone(),
-                source: serde::de::Error::custom(format!(
-                    "format version {} is not supported; this webwarden reads version \
-                     {FORMAT_VERSION}",
-                    file.version
-                )),
-            });
+            return Err(invalid(format!(
+                "its format version {} is not supported, because this webwarden reads version \
+                 {FORMAT_VERSION}; a newer webwarden's `proxy disable` may read it",
+                file.version
+            )));
         }
         Ok(Some(file))
+    }
+
+    /// Renames the empty restore file to `proxy-restore.json.damaged-SECONDS`,
+    /// with the Unix time, so the next write does not replace it silently.
+    fn move_aside_empty(&self) -> Result<(), SysProxyError> {
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let aside = self
+            .restore_path
+            .with_file_name(format!("{RESTORE_FILE}.damaged-{seconds}"));
+        fs::rename(&self.restore_path, &aside)
+            .map_err(|source| io_error("rename", &self.restore_path, source))?;
+        tracing::warn!(
+            path = %self.restore_path.display(),
+            moved_to = %aside.display(),
+            "the restore file was empty, so it contained no saved proxy settings; moved it aside \
+             and continuing as if there were none"
+        );
+        Ok(())
     }
 
     fn save(&self, target: &ProxyTarget, saved: Vec<Snapshot>) -> Result<(), SysProxyError> {
@@ -299,8 +372,33 @@ impl SystemProxy {
         let mut text = serde_json::to_vec_pretty(&file)
             .map_err(|err| io_error("encode", &self.restore_path, std::io::Error::other(err)))?;
         text.push(b'\n');
-        write_atomically(&self.restore_path, &text)
+        write_private(&self.restore_path, &text)
     }
+}
+
+/// Opens or creates the lock file. A symbolic link is rejected, because
+/// creating through it would let whoever placed it make webwarden create
+/// or lock a file elsewhere.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            return Err(std::io::Error::other(
+                "it is a symbolic link; delete it, and webwarden creates a regular file there",
+            ));
+        }
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Closes the gap between the check above and the open.
+        options.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+    }
+    options.open(path)
 }
 
 fn apply_backend(backend: &dyn ProxySettingsBackend, target: &ProxyTarget) -> EnableOutcome {

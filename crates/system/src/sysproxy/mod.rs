@@ -34,7 +34,8 @@ pub use kde::KdeBackend;
 #[cfg(target_os = "macos")]
 pub use macos::NetworkSetupBackend;
 pub use manager::{
-    DisableReport, EnableOutcome, EnableReport, RestoreOutcome, SystemProxy, RESTORE_FILE,
+    DisableReport, EnableOutcome, EnableReport, RestoreOutcome, SystemProxy, LOCK_FILE,
+    RESTORE_FILE,
 };
 #[cfg(windows)]
 pub use windows::WinInetBackend;
@@ -66,6 +67,11 @@ pub struct Snapshot {
     pub backend: String,
     /// The values, in the backend's own JSON form.
     pub settings: serde_json::Value,
+    /// True once a restore of these settings began, so the backend may
+    /// hold a mix of webwarden's and these values, which a restore killed
+    /// between two writes leaves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restore_started: bool,
 }
 
 impl Snapshot {
@@ -77,6 +83,7 @@ impl Snapshot {
         Snapshot {
             backend: backend.to_owned(),
             settings,
+            restore_started: false,
         }
     }
 
@@ -132,10 +139,55 @@ pub trait ProxySettingsBackend: Send + Sync {
     /// [`apply`]: ProxySettingsBackend::apply
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError>;
 
+    /// Checks whether `snapshot` contains values that any webwarden writes,
+    /// whatever its PAC address or data directory. Such values are never
+    /// saved as the user's, and finding them at restore time shows that the
+    /// user did not change the settings since.
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError>;
+
     /// Returns `snapshot` with the proxy turned off. Used when the settings
     /// already pointed at webwarden before it saved them, so restoring them
     /// would leave the proxy pointing at a stopped agent.
     fn proxy_off(&self, snapshot: &Snapshot) -> Result<Snapshot, SysProxyError>;
+
+    /// Writes back `saved` where `current`, the settings read just before,
+    /// still contains webwarden's values, and returns false when the user
+    /// changed them instead, so nothing was written. Backends whose keys
+    /// are written one at a time override this to decide per key.
+    fn restore_unless_changed(
+        &self,
+        saved: &Snapshot,
+        current: &Snapshot,
+    ) -> Result<bool, SysProxyError> {
+        if !self.is_webwarden(current)? {
+            return Ok(false);
+        }
+        self.restore(saved)?;
+        Ok(true)
+    }
+}
+
+/// The paths at which webwarden's PAC server serves the PAC file. They
+/// match `PAC_PATH` and `WPAD_PATH` of the `webwarden-proxy` crate, which
+/// this crate does not depend on.
+const PAC_PATHS: [&str; 2] = ["/proxy.pac", "/wpad.dat"];
+
+/// Checks whether `url` is a PAC URL that some webwarden writes: `http`, a
+/// loopback IP address with a port, and one of the PAC server's paths.
+/// Every webwarden PAC server listens on a loopback address, so a PAC file
+/// on another host is never webwarden's.
+pub fn is_webwarden_pac_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Some(slash) = rest.find('/') else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(slash);
+    authority
+        .parse::<SocketAddr>()
+        .is_ok_and(|addr| addr.ip().is_loopback())
+        && PAC_PATHS.contains(&path)
 }
 
 /// Whether a backend's settings point at webwarden.
@@ -202,19 +254,30 @@ pub enum SysProxyError {
         /// The reason.
         reason: String,
     },
-    /// The restore file could not be parsed. It is kept, because it may
-    /// hold the only copy of the user's settings.
+    /// The restore file is damaged: not valid JSON, a directory, or of an
+    /// unknown format version. It is kept, because it may contain the only
+    /// copy of the user's settings.
     #[error(
-        "invalid restore file {}; it holds the proxy settings from before webwarden changed \
-         them, so restore those by hand and then delete the file",
+        "invalid restore file {}: {reason}. It may contain the only copy of the proxy settings \
+         from before webwarden changed them, so nothing was changed. Restore those settings by \
+         hand from it where it is readable, then move it out of the data directory and run the \
+         command again",
         path.display()
     )]
     InvalidRestoreFile {
         /// The file.
         path: PathBuf,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An administrator locked the setting, so the desktop ignores a new
+    /// value and nothing was changed.
+    #[error("the {backend} proxy setting is locked by the administrator: {reason}")]
+    Locked {
+        /// The backend.
+        backend: String,
+        /// Where the lock is and what to do about it.
+        reason: String,
     },
     /// The backend cannot be used here.
     #[error("the {backend} backend is not available here")]
@@ -223,7 +286,11 @@ pub enum SysProxyError {
         backend: String,
     },
     /// The restore file names a backend that is not configured.
-    #[error("the restore file holds settings of the {backend} backend, which is not configured")]
+    #[error(
+        "the restore file contains saved settings of the {backend} backend, which is not in \
+         [system_proxy] backends; add it there and run `webwarden proxy disable` again, or \
+         restore that backend's settings by hand"
+    )]
     NotConfigured {
         /// The backend.
         backend: String,
@@ -326,6 +393,29 @@ mod tests {
         );
         let err = snapshot.decode::<Values>("kde").unwrap_err().to_string();
         assert!(err.contains("belong to the gnome backend"), "{err}");
+    }
+
+    #[test]
+    fn webwarden_pac_urls_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8898/proxy.pac",
+            "http://127.0.0.1:41234/wpad.dat",
+            "http://127.1.2.3:8898/proxy.pac",
+            "http://[::1]:8898/proxy.pac",
+        ] {
+            assert!(is_webwarden_pac_url(url), "{url}");
+        }
+        for url in [
+            "http://wpad.corp.test/wpad.dat",
+            "http://10.0.0.1:8898/proxy.pac",
+            "http://127.0.0.1:8898/other.pac",
+            "http://127.0.0.1:8898/proxy.pac?x=1",
+            "https://127.0.0.1:8898/proxy.pac",
+            "http://127.0.0.1/proxy.pac",
+            "",
+        ] {
+            assert!(!is_webwarden_pac_url(url), "{url}");
+        }
     }
 
     #[test]

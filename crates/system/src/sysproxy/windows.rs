@@ -24,7 +24,7 @@ use windows_sys::Win32::Networking::WinInet::{
 use winreg::enums::{HKEY_CURRENT_USER, KEY_READ, KEY_WRITE};
 use winreg::RegKey;
 
-use super::{ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
+use super::{is_webwarden_pac_url, ProxySettingsBackend, ProxyTarget, Snapshot, SysProxyError};
 
 /// The backend's name.
 pub(crate) const NAME: &str = "wininet";
@@ -81,6 +81,14 @@ impl ProxySettingsBackend for WinInetBackend {
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError> {
         let current: WinInetSettings = snapshot.decode(NAME)?;
         Ok(current.auto_config_url.as_deref() == Some(target.pac_url.as_str()))
+    }
+
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: WinInetSettings = snapshot.decode(NAME)?;
+        Ok(current
+            .auto_config_url
+            .as_deref()
+            .is_some_and(is_webwarden_pac_url))
     }
 
     fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {

@@ -15,6 +15,9 @@ struct FakeState {
     unavailable: bool,
     fail_read: bool,
     fail_restore: bool,
+    /// Makes read, apply and restore take a few milliseconds, which widens
+    /// the window for races between processes.
+    slow: bool,
     applied: usize,
     /// For each apply: whether the restore file already held this
     /// backend's saved settings.
@@ -31,6 +34,13 @@ struct FakeBackend {
 impl FakeBackend {
     fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
         self.state.lock().unwrap()
+    }
+
+    fn pause(&self) {
+        let slow = self.state().slow;
+        if slow {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
     }
 
     fn failure(&self, operation: &str) -> SysProxyError {
@@ -51,6 +61,7 @@ impl ProxySettingsBackend for FakeBackend {
     }
 
     fn read(&self) -> Result<Snapshot, SysProxyError> {
+        self.pause();
         if self.state().fail_read {
             return Err(self.failure("read"));
         }
@@ -59,6 +70,7 @@ impl ProxySettingsBackend for FakeBackend {
     }
 
     fn apply(&self, target: &ProxyTarget) -> Result<(), SysProxyError> {
+        self.pause();
         let saved = std::fs::read_to_string(&self.restore_path)
             .ok()
             .and_then(|text| serde_json::from_str::<RestoreFile>(&text).ok())
@@ -71,6 +83,7 @@ impl ProxySettingsBackend for FakeBackend {
     }
 
     fn restore(&self, snapshot: &Snapshot) -> Result<(), SysProxyError> {
+        self.pause();
         if self.state().fail_restore {
             return Err(self.failure("restore"));
         }
@@ -82,6 +95,14 @@ impl ProxySettingsBackend for FakeBackend {
     fn points_at(&self, snapshot: &Snapshot, target: &ProxyTarget) -> Result<bool, SysProxyError> {
         let current: FakeSettings = snapshot.decode(self.name)?;
         Ok(current.url.as_deref() == Some(target.pac_url.as_str()))
+    }
+
+    fn is_webwarden(&self, snapshot: &Snapshot) -> Result<bool, SysProxyError> {
+        let current: FakeSettings = snapshot.decode(self.name)?;
+        Ok(current
+            .url
+            .as_deref()
+            .is_some_and(super::super::is_webwarden_pac_url))
     }
 
     fn proxy_off(&self, _snapshot: &Snapshot) -> Result<Snapshot, SysProxyError> {
@@ -257,6 +278,98 @@ fn leftover_file_keeps_earlier_settings() {
 }
 
 #[test]
+fn changed_port_keeps_saved_settings() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    // The agent was killed, and the next run, where this backend was not
+    // available, rewrote the restore file's target with another port.
+    fixture.state(0).unavailable = true;
+    fixture.manager().enable(&target(9000)).unwrap();
+    fixture.state(0).unavailable = false;
+
+    let report = fixture
+        .manager()
+        .disable()
+        .unwrap()
+        .expect("settings were saved");
+    assert_eq!(outcome_names(&report.backends), ["a Restored"]);
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[test]
+fn other_data_dir_saves_webwarden_as_off() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    let other = Fixture::new(&[]);
+    let other_manager = SystemProxy::new(
+        vec![Box::new(FakeBackend {
+            name: "a",
+            state: Arc::clone(&fixture.states[0]),
+            restore_path: other.dir.path().join(RESTORE_FILE),
+        })],
+        other.dir.path(),
+    );
+    fixture.manager().enable(&target(8898)).unwrap();
+    other_manager.enable(&target(9000)).unwrap();
+    assert_eq!(
+        other.saved_urls(),
+        [("a".to_owned(), None)],
+        "the first agent's PAC URL is not saved as the user's"
+    );
+
+    fixture.manager().disable().unwrap().expect("saved");
+    other_manager.disable().unwrap().expect("saved");
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[test]
+fn concurrent_managers_keep_user_settings() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    fixture.state(0).slow = true;
+    // Two processes on one data directory, such as an agent that starts
+    // while `proxy enable` runs, each enabling and disabling in turn.
+    std::thread::scope(|scope| {
+        for port in [8898, 9000] {
+            let manager = fixture.manager();
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    manager.enable(&target(port)).unwrap();
+                    manager.disable().unwrap();
+                }
+            });
+        }
+    });
+
+    assert!(!fixture.restore_file_exists());
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinked_lock_file_is_rejected() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    let elsewhere = fixture.dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, fixture.dir.path().join(LOCK_FILE)).unwrap();
+
+    let err = fixture.manager().enable(&target(8898)).unwrap_err();
+    let message = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(message.contains("symbolic link"), "{message}");
+    assert!(!elsewhere.exists(), "nothing is created through the link");
+    assert_eq!(
+        fixture.url(0).as_deref(),
+        Some("http://wpad.corp.test/wpad.dat")
+    );
+}
+
+#[test]
 fn leftover_file_gains_new_backend() {
     let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat"), Some("kept")]);
     fixture.state(1).unavailable = true;
@@ -303,6 +416,26 @@ fn failed_restore_keeps_file_for_retry() {
     assert_eq!(outcome_names(&report.backends), ["a Restored"]);
     assert!(!fixture.restore_file_exists());
     assert_eq!(fixture.url(0).as_deref(), Some("first"));
+}
+
+#[test]
+fn failed_restore_records_restore_start() {
+    let fixture = Fixture::new(&[Some("first")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    fixture.state(0).fail_restore = true;
+    fixture
+        .manager()
+        .disable()
+        .unwrap()
+        .expect("settings were saved");
+
+    let text = std::fs::read_to_string(fixture.dir.path().join(RESTORE_FILE)).unwrap();
+    let file: RestoreFile = serde_json::from_str(&text).unwrap();
+    assert_eq!(file.saved.len(), 1);
+    assert!(
+        file.saved[0].restore_started,
+        "the next attempt knows that a restore began: {text}"
+    );
 }
 
 #[test]
@@ -414,6 +547,108 @@ fn invalid_restore_file_blocks_enable() {
     );
     assert_eq!(fixture.state(0).applied, 0);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
+}
+
+#[test]
+fn damaged_restore_file_names_cause_and_fix() {
+    let cases: [(&str, &str); 3] = [
+        ("{\"version\": 1, \"target\": {", "not a valid restore file"),
+        (
+            "{\"version\": 7, \"target\": {\"pacUrl\": \"x\", \"proxy\": \"127.0.0.1:1\"}, \
+             \"saved\": []}",
+            "format version 7 is not supported",
+        ),
+        ("[]", "not a valid restore file"),
+    ];
+    for (text, expected) in cases {
+        let fixture = Fixture::new(&[Some("first")]);
+        let path = fixture.dir.path().join(RESTORE_FILE);
+        std::fs::write(&path, text).unwrap();
+
+        for err in [
+            fixture.manager().enable(&target(8898)).unwrap_err(),
+            fixture.manager().disable().unwrap_err(),
+        ] {
+            let message = err.to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains("by hand"), "{message}");
+        }
+        assert_eq!(fixture.state(0).applied, 0);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+}
+
+#[test]
+fn directory_restore_file_is_rejected() {
+    let fixture = Fixture::new(&[Some("first")]);
+    std::fs::create_dir(fixture.dir.path().join(RESTORE_FILE)).unwrap();
+    let message = fixture
+        .manager()
+        .enable(&target(8898))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("is a directory"), "{message}");
+    assert_eq!(fixture.state(0).applied, 0);
+}
+
+#[test]
+fn empty_restore_file_is_moved_aside() {
+    let fixture = Fixture::new(&[Some("http://wpad.corp.test/wpad.dat")]);
+    std::fs::write(fixture.dir.path().join(RESTORE_FILE), "").unwrap();
+
+    let report = fixture.manager().enable(&target(8898)).unwrap();
+    assert!(!report.kept_earlier);
+    assert_eq!(outcome_names(&report.backends), ["a Applied"]);
+    let names: Vec<String> = std::fs::read_dir(fixture.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|name| name.starts_with("proxy-restore.json.damaged-")),
+        "{names:?}"
+    );
+    assert_eq!(
+        fixture.saved_urls(),
+        [(
+            "a".to_owned(),
+            Some("http://wpad.corp.test/wpad.dat".to_owned())
+        )]
+    );
+}
+
+#[test]
+fn unknown_backend_is_kept_with_fix() {
+    let fixture = Fixture::new(&[Some("first")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    let path = fixture.dir.path().join(RESTORE_FILE);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"backend\": \"a\"", "\"backend\": \"plan9\"");
+    std::fs::write(&path, text).unwrap();
+
+    let report = fixture.manager().disable().unwrap().expect("saved");
+    assert!(report.file_kept);
+    let message = format!("{:?}", report.backends);
+    assert!(message.contains("plan9"), "{message}");
+    let RestoreOutcome::Failed(err) = &report.backends[0].1 else {
+        panic!("{message}");
+    };
+    let err = err.to_string();
+    assert!(err.contains("[system_proxy] backends"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn restore_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let fixture = Fixture::new(&[Some("first")]);
+    fixture.manager().enable(&target(8898)).unwrap();
+    let metadata = std::fs::metadata(fixture.dir.path().join(RESTORE_FILE)).unwrap();
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
 }
 
 #[test]
