@@ -206,9 +206,9 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CliError> {
         };
         let text =
             serde_json::to_string_pretty(&view).map_err(|err| CliError::Failed(err.into()))?;
-        println!("{text}");
+        writeln!(std::io::stdout().lock(), "{text}")?;
     } else {
-        print_status(&backends, restore_file.as_deref());
+        print_status(&backends, restore_file.as_deref())?;
     }
 
     let mut available = backends
@@ -224,21 +224,25 @@ fn status(args: &StatusArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-fn print_status(backends: &[BackendStatus], restore_file: Option<&Path>) {
+/// Prints one line per backend; a closed pipe (`| head`) is an I/O error
+/// that ends the command quietly instead of a panic.
+fn print_status(backends: &[BackendStatus], restore_file: Option<&Path>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
     for backend in backends {
         let mut detail: String = backend.detail.chars().take(MAX_DETAIL_CHARS).collect();
         if detail.len() < backend.detail.len() {
             detail.push_str("...");
         }
-        println!(
+        writeln!(
+            out,
             "{:12} {:11} {detail}",
             backend.backend,
             backend.state.as_str()
-        );
+        )?;
     }
     match restore_file {
-        Some(path) => println!("saved settings: {}", path.display()),
-        None => println!("saved settings: none"),
+        Some(path) => writeln!(out, "saved settings: {}", path.display()),
+        None => writeln!(out, "saved settings: none"),
     }
 }
 
