@@ -93,6 +93,7 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     siem::log_identity(&identity);
 
     let (ca, ca_store) = open_ca(&data_dir, file.ca.key_storage).await?;
+    let ca_key_location = ca.key_location.clone();
     let shared_ca: SharedCa = Arc::new(ArcSwap::from_pointee(ca.ca));
 
     let listen = args.listen.or(file.listen).unwrap_or_else(|| {
@@ -128,6 +129,8 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     let ca_watch = tokio::spawn(ca_watch::run(
         ca_store,
         Arc::clone(&shared_ca),
+        ca_key_location,
+        status.clone(),
         stop_updates.subscribe(),
     ));
     tracing::info!(addr = %local, "proxy listening on {local}");

@@ -50,6 +50,37 @@ pub struct AgentStatus {
     /// the system proxy is enabled.
     #[serde(default)]
     pub system_proxy: Vec<BackendStatus>,
+    /// The root CA and the trust stores that accept it, once checked.
+    #[serde(default)]
+    pub ca: Option<CaView>,
+}
+
+/// The root CA in the status file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaView {
+    /// The certificate's SHA-256 fingerprint, in hex.
+    pub sha256: String,
+    /// When the certificate expires.
+    pub not_after: String,
+    /// Where its key is kept.
+    pub key_location: String,
+    /// True when every trust store found trusts it.
+    pub trusted: bool,
+    /// Each trust store.
+    pub stores: Vec<TrustStoreView>,
+}
+
+/// One trust store in the status file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustStoreView {
+    /// The store's name, such as `system`.
+    pub name: String,
+    /// The file or database it changes.
+    pub location: String,
+    /// Its state: trusted, not present, or why it is not trusted.
+    pub state: String,
 }
 
 /// One sink in the status file.
@@ -96,6 +127,15 @@ impl StatusWriter {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.list_version = version.to_owned();
             status.lists = lists;
+        }
+        self.write();
+    }
+
+    /// Records the CA's trust state and writes the file.
+    pub fn set_ca(&self, ca: CaView) {
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.ca = Some(ca);
         }
         self.write();
     }
@@ -219,6 +259,21 @@ fn print_status(status: &AgentStatus, running: bool, age: Duration) -> usize {
             backend.backend,
             backend.detail
         );
+    }
+    if let Some(ca) = &status.ca {
+        let state = if ca.trusted { "trusted" } else { "NOT TRUSTED" };
+        println!(
+            "  CA {state} sha256 {}, expires {}, key in {}",
+            ca.sha256.get(..12).unwrap_or("-"),
+            ca.not_after,
+            ca.key_location
+        );
+        for store in ca.stores.iter().filter(|store| store.state != "trusted") {
+            println!(
+                "             {} {}: {}",
+                store.name, store.location, store.state
+            );
+        }
     }
     problems(status)
 }

@@ -82,6 +82,29 @@ async fn running_agent_signs_with_the_rotated_ca() {
         "{}",
         proxy.log()
     );
+    // The status file follows the new CA and lists the trust stores, none
+    // of which trusts this test's CA.
+    let fingerprint = sha256_hex(&proxy.ca_pem());
+    let started = Instant::now();
+    let ca = loop {
+        let status: serde_json::Value = std::fs::read(data.join("status.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        if status["ca"]["sha256"] == fingerprint.as_str() {
+            break status["ca"].clone();
+        }
+        assert!(
+            started.elapsed() < PICKUP_TIMEOUT,
+            "the status file shows no CA {fingerprint}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(ca["trusted"], false, "{ca}");
+    assert!(
+        ca["stores"].as_array().is_some_and(|s| !s.is_empty()),
+        "{ca}"
+    );
 
     let old_only = curl(
         &proxy.proxy_url(),
@@ -95,4 +118,24 @@ async fn running_agent_signs_with_the_rotated_ca() {
         Some(60),
         "curl's code for an untrusted certificate: {old_only:?}"
     );
+}
+
+/// Returns the SHA-256 fingerprint, in hex, of the certificate in `pem`,
+/// computed by openssl.
+fn sha256_hex(pem: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, pem).unwrap();
+    let output = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&path)
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split('=')
+        .nth(1)
+        .expect("fingerprint line")
+        .trim()
+        .replace(':', "")
+        .to_ascii_lowercase()
 }
