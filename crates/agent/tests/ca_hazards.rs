@@ -77,14 +77,6 @@ fn note_skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "skipping: {reason}");
 }
 
-fn program_installed(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
 /// Returns a self-signed CA certificate for `key_pem` that expired in 2021.
 fn expired_ca_for(key_pem: &str) -> String {
     let key = KeyPair::from_pem(key_pem).expect("ca.key is a PKCS#8 PEM key");
@@ -162,7 +154,7 @@ fn cut_short_rotation_keeps_previous_certificate() {
 /// rotation leave a certificate with another CA's key.
 #[test]
 fn open_during_rotation_keeps_ca_whole() {
-    if !program_installed("strace") {
+    if support::desktop::find_program("strace").is_none() {
         note_skip("strace is not installed (apt-get install strace)");
         return;
     }
@@ -269,7 +261,7 @@ fn export_and_install_without_key_access() {
     assert!(export.status.success(), "{}", describe(&export));
     assert_eq!(text(&export.stdout), pem);
 
-    if !program_installed("certutil") {
+    if support::desktop::find_program("certutil").is_none() {
         note_skip("certutil is not installed (apt-get install libnss3-tools)");
         return;
     }

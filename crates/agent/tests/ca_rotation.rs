@@ -84,7 +84,7 @@ async fn running_agent_signs_with_the_rotated_ca() {
     );
     // The status file follows the new CA and lists the trust stores, none
     // of which trusts this test's CA.
-    let fingerprint = sha256_hex(&proxy.ca_pem());
+    let fingerprint = support::sha256_fingerprint(&proxy.ca_path());
     let started = Instant::now();
     let ca = loop {
         let status: serde_json::Value = std::fs::read(data.join("status.json"))
@@ -118,24 +118,4 @@ async fn running_agent_signs_with_the_rotated_ca() {
         Some(60),
         "curl's code for an untrusted certificate: {old_only:?}"
     );
-}
-
-/// Returns the SHA-256 fingerprint, in hex, of the certificate in `pem`,
-/// computed by openssl.
-fn sha256_hex(pem: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ca.pem");
-    std::fs::write(&path, pem).unwrap();
-    let output = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(&path)
-        .output()
-        .expect("run openssl");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.split('=')
-        .nth(1)
-        .expect("fingerprint line")
-        .trim()
-        .replace(':', "")
-        .to_ascii_lowercase()
 }

@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -39,22 +39,9 @@ struct KeyringSession {
 impl KeyringSession {
     fn start() -> KeyringSession {
         let home = tempfile::tempdir().expect("temporary home");
-        let runtime = home.path().join("run");
+        let runtime = home.path().join("runtime");
         std::fs::create_dir(&runtime).expect("runtime directory");
-
-        let mut bus = Command::new("dbus-daemon");
-        bus.args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut bus = bus.spawn().expect("start dbus-daemon");
-        let mut address = String::new();
-        BufReader::new(bus.stdout.take().expect("bus stdout"))
-            .read_line(&mut address)
-            .expect("read the bus address");
-        let bus = ChildGuard::new(bus);
-        let bus_address = address.trim().to_owned();
-        assert!(bus_address.starts_with("unix:"), "{bus_address:?}");
+        let (bus, bus_address) = support::desktop::start_bus(home.path());
 
         let mut keyring = Command::new("gnome-keyring-daemon");
         keyring
@@ -138,7 +125,7 @@ fn desktop_available() -> bool {
     let missing: Vec<_> = TOOLS
         .iter()
         .chain(&["gdbus"])
-        .filter(|tool| !in_path(tool))
+        .filter(|tool| support::desktop::find_program(tool).is_none())
         .collect();
     if missing.is_empty() {
         return true;
@@ -156,28 +143,13 @@ fn desktop_available() -> bool {
     false
 }
 
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
 /// Returns the keychain account of the CA in `data`: `root CA key` and the
 /// SHA-256 fingerprint of its certificate, computed here with openssl.
 fn account_of(data: &Path) -> String {
-    let output = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(data.join("ca.pem"))
-        .output()
-        .expect("run openssl");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let hex: String = text
-        .split('=')
-        .nth(1)
-        .expect("fingerprint line")
-        .trim()
-        .replace(':', "")
-        .to_ascii_lowercase();
-    format!("root CA key {hex}")
+    format!(
+        "root CA key {}",
+        support::sha256_fingerprint(&data.join("ca.pem"))
+    )
 }
 
 fn data_dir(session: &KeyringSession) -> PathBuf {

@@ -1,7 +1,7 @@
 //! Points the OS proxy settings at webwarden and back, as an employee's
-//! desktop would show it: GNOME's settings through the real gsettings and dconf
-//! on a private D-Bus session bus, KDE's `kioslaverc` and the systemd
-//! `environment.d` file, all under a temporary home directory. Each test
+//! desktop would show it. GNOME's settings go through the real gsettings
+//! and dconf on a private D-Bus session bus. KDE's `kioslaverc` and the
+//! systemd `environment.d` file are in a temporary home directory. Each test
 //! starts its own `dbus-daemon` and stops it by its PID.
 //!
 //! Needs `dbus-daemon`, `gsettings` (libglib2.0-bin), the
@@ -12,7 +12,7 @@
 mod support;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -63,14 +63,14 @@ impl Desktop {
     /// missing and not required.
     fn start(root: &Path, test_name: &str) -> Option<Desktop> {
         for program in ["dbus-daemon", "gsettings"] {
-            if !on_path(program) {
+            if support::desktop::find_program(program).is_none() {
                 return skip(test_name, &format!("{program} is not installed"));
             }
         }
         for dir in ["home", "config", "runtime", "share"] {
             std::fs::create_dir_all(root.join(dir)).expect("create desktop directory");
         }
-        let bus = start_bus(root);
+        let bus = support::desktop::start_bus(root);
         let desktop = Desktop {
             root: root.to_owned(),
             address: bus.1,
@@ -253,45 +253,6 @@ impl Desktop {
         let quoted = self.get(SCHEMA, "autoconfig-url");
         quoted.trim_matches('\'').to_owned()
     }
-}
-
-/// Starts `dbus-daemon --session` with its socket in `root/runtime` and
-/// its messages in `root/dbus-daemon.log`, and returns it with the bus
-/// address.
-fn start_bus(root: &Path) -> (ChildGuard, String) {
-    let socket = root.join("runtime").join("bus");
-    let log = std::fs::File::create(root.join("dbus-daemon.log")).expect("create dbus log");
-    let mut child = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-        .arg(format!("--address=unix:path={}", socket.display()))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", root.join("home"))
-        .env("XDG_CONFIG_HOME", root.join("config"))
-        .env("XDG_DATA_HOME", root.join("share"))
-        .env("XDG_RUNTIME_DIR", root.join("runtime"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("dbus-daemon starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let guard = ChildGuard::new(child);
-    let mut address = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut address)
-        .expect("read the bus address");
-    let address = address.trim().to_owned();
-    assert!(
-        address.starts_with("unix:"),
-        "dbus-daemon printed {address:?}"
-    );
-    (guard, address)
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Fails when the desktop tools are required, else prints why the test

@@ -13,7 +13,7 @@
 mod support;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -64,7 +64,7 @@ impl Desktop {
     /// or returns `None` when the tools are missing and not required.
     fn with_bus(root: &Path, test_name: &str) -> Option<Desktop> {
         for program in ["dbus-daemon", "gsettings"] {
-            if find_program(program).is_none() {
+            if support::desktop::find_program(program).is_none() {
                 return skip(
                     test_name,
                     REQUIRE_DESKTOP_VAR,
@@ -73,7 +73,7 @@ impl Desktop {
             }
         }
         let mut desktop = Desktop::without_bus(root);
-        let (bus, address) = start_bus(root);
+        let (bus, address) = support::desktop::start_bus(root);
         desktop.bus_address = Some(address);
         desktop._bus = Some(bus);
         let output = desktop
@@ -187,46 +187,6 @@ impl Desktop {
             .output()
             .expect("webwarden runs")
     }
-}
-
-/// Starts `dbus-daemon --session` with its socket in `root/runtime` and
-/// returns it with the bus address.
-fn start_bus(root: &Path) -> (ChildGuard, String) {
-    let socket = root.join("runtime").join("bus");
-    let log = std::fs::File::create(root.join("dbus-daemon.log")).expect("create dbus log");
-    let mut child = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
-        .arg(format!("--address=unix:path={}", socket.display()))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", root.join("home"))
-        .env("XDG_CONFIG_HOME", root.join("config"))
-        .env("XDG_DATA_HOME", root.join("share"))
-        .env("XDG_RUNTIME_DIR", root.join("runtime"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("dbus-daemon starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let guard = ChildGuard::new(child);
-    let mut address = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut address)
-        .expect("read the bus address");
-    let address = address.trim().to_owned();
-    assert!(
-        address.starts_with("unix:"),
-        "dbus-daemon printed {address:?}"
-    );
-    (guard, address)
-}
-
-fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
 }
 
 /// Fails when `require_var` is set, else prints why the test skips.
@@ -483,7 +443,7 @@ fn kill_between_gnome_writes_keeps_saved() {
     // when it is about to write the user's mode back. So webwarden dies
     // after the restore wrote autoconfig-url and before it wrote mode, as
     // a SIGKILL at logout could make it.
-    let real = find_program("gsettings").expect("gsettings is installed");
+    let real = support::desktop::find_program("gsettings").expect("gsettings is installed");
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).expect("create bin directory");
     let wrapper = bin.join("gsettings");

@@ -222,19 +222,9 @@ fn curl_with_bundle(proxy: &Webwarden, url: &str) -> (Option<i32>, String, Strin
     )
 }
 
-/// Lists the NSS database under `home` with certutil.
+/// Lists Chromium's NSS database under `home` with certutil.
 fn certutil_listing(home: &Path) -> String {
-    let db = format!("sql:{}", home.join(".pki/nssdb").display());
-    let output = Command::new("certutil")
-        .args(["-L", "-d", &db])
-        .output()
-        .expect("run certutil; install the libnss3-tools package");
-    assert!(
-        output.status.success(),
-        "certutil -L: {}",
-        describe(&output)
-    );
-    text(&output.stdout)
+    certutil_listing_of(&home.join(".pki/nssdb"))
 }
 
 #[test]

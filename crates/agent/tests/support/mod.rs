@@ -36,6 +36,7 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 pub mod chromium;
+pub mod desktop;
 pub mod qradar;
 pub mod rsyslog;
 
@@ -415,6 +416,23 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .nth(1)
         .and_then(|kib| kib.parse().ok())
         .unwrap_or_else(|| panic!("unparsable line {line:?}"))
+}
+
+/// Returns the SHA-256 fingerprint, in lower-case hex, of the PEM
+/// certificate at `path`, as openssl computes it.
+pub fn sha256_fingerprint(path: &Path) -> String {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(path)
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split('=')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no fingerprint for {}: {text}", path.display()))
+        .trim()
+        .replace(':', "")
+        .to_ascii_lowercase()
 }
 
 /// Returns a loopback port that nothing listens on: bound and released at
