@@ -47,7 +47,7 @@ pub struct FileConfig {
     /// The refresh and check settings of downloaded and local lists.
     #[serde(default)]
     pub updates: UpdatesSection,
-    /// Where the root CA's key is kept.
+    /// The storage of the root CA's key.
     #[serde(default)]
     pub ca: CaSection,
     /// The OS proxy settings and the PAC file that they point at.

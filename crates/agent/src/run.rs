@@ -151,8 +151,8 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens or creates the CA on a blocking thread, since the keychain may
-/// answer over D-Bus.
+/// Opens or creates the CA on a blocking thread, because the keychain
+/// may respond over D-Bus.
 async fn open_ca(data_dir: &Path, storage: KeyStorage) -> Result<(OpenedCa, CaStore), CliError> {
     let dir = data_dir.to_owned();
     let (opened, store) = tokio::task::spawn_blocking(move || {

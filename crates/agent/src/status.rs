@@ -63,7 +63,7 @@ pub struct CaView {
     pub sha256: String,
     /// When the certificate expires.
     pub not_after: String,
-    /// Where its key is kept.
+    /// The place of its key.
     pub key_location: String,
     /// True when every trust store found trusts it.
     pub trusted: bool,

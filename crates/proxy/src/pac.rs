@@ -5,8 +5,13 @@
 //! filtering proxy, with no `DIRECT` fallback. With `PROXY a; DIRECT`, a
 //! browser whose proxy connection fails goes straight to the site, so
 //! stopping the proxy would turn the filter off while the settings still
-//! point at it. Without the fallback, requests fail until the agent runs
-//! again, and the agent restores the user's settings when it stops.
+//! point at it. Without the fallback, requests fail while the agent runs
+//! but its proxy cannot take them, and the agent restores the user's
+//! settings when it stops.
+//!
+//! NOTE: this server runs in the agent, so a killed or crashed agent also
+//! takes the PAC file away, and Chromium then connects directly (seen with
+//! Chromium 156 under GNOME): filtering fails open until the next start.
 
 use std::convert::Infallible;
 use std::future::Future;

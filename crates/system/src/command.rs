@@ -1,6 +1,6 @@
 //! Runs an OS tool (`certutil`, `gsettings`, `update-ca-certificates`) and
-//! turns its failures into errors that say which tool failed, how, and what
-//! to install when it is missing.
+//! turns its failures into errors that name the tool, the failure, and the
+//! package to install when it is missing.
 
 use std::ffi::OsStr;
 use std::io;
@@ -8,7 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use thiserror::Error;
 
-/// Longest tool output kept in an error, so a chatty tool cannot flood logs.
+/// The maximum length of tool output kept in an error, so a chatty tool
+/// cannot flood logs.
 const MAX_OUTPUT: usize = 2000;
 
 /// An OS tool and the package that provides it.
@@ -16,12 +17,12 @@ const MAX_OUTPUT: usize = 2000;
 pub struct Tool {
     /// The program name, looked up in `PATH`.
     pub program: &'static str,
-    /// What to install when the program is missing, for example
+    /// The package to install when the program is missing, for example
     /// `the libnss3-tools package`.
     pub provided_by: &'static str,
 }
 
-/// Why a tool could not do its job.
+/// The reason a tool failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum CommandError {
@@ -30,7 +31,7 @@ pub enum CommandError {
     NotFound {
         /// The program.
         program: &'static str,
-        /// What provides it.
+        /// The package that provides it.
         provided_by: &'static str,
     },
     /// The program could not be started.
@@ -49,8 +50,8 @@ pub enum CommandError {
         command: String,
         /// The exit status.
         status: std::process::ExitStatus,
-        /// What the program wrote to standard error, or to standard output
-        /// when standard error was empty.
+        /// The program's standard error, or its standard output when
+        /// standard error was empty.
         output: String,
     },
 }

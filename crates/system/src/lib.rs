@@ -1,4 +1,4 @@
-//! What webwarden changes in the operating system, each part behind a
+//! The changes webwarden makes to the operating system, each part behind a
 //! trait with one implementation per OS:
 //!
 //! - [`command`]: runs the OS tools these parts call, with errors that name

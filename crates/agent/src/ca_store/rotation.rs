@@ -7,7 +7,7 @@
 //! stores, and only then the staged files are renamed into place.
 //! All of it runs under the data directory's CA lock. After a crash, the
 //! next open keeps the current CA when it still loads and drops the staged
-//! files; it finishes the commit only when the current certificate lost its
+//! files. It finishes the commit only when the current certificate lost its
 //! key to a half-done commit.
 
 use std::fs;

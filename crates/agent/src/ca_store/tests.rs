@@ -39,7 +39,7 @@ fn new_key_goes_to_the_keychain() {
 }
 
 #[test]
-fn unavailable_keychain_keeps_the_key_in_an_owner_only_file() {
+fn no_keychain_uses_owner_only_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = CaStore::new(dir.path(), Keychain::Unavailable);
     let created = store.open_or_create().unwrap();
@@ -179,7 +179,7 @@ fn damaged_certificate_names_the_file() {
 }
 
 #[test]
-fn locked_keychain_is_an_error_not_a_new_ca() {
+fn locked_keychain_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let created = CaStore::new(dir.path(), mock_keychain())
         .open_or_create()
@@ -210,7 +210,7 @@ fn rotate(store: &CaStore) -> (OpenedCa, String) {
 }
 
 #[test]
-fn rotation_replaces_the_file_key_and_keeps_the_old_certificate() {
+fn rotation_replaces_file_key() {
     let dir = tempfile::tempdir().unwrap();
     let store = CaStore::new(dir.path(), Keychain::Unavailable);
     let first = store.open_or_create().unwrap();

@@ -171,7 +171,7 @@ enum WriteOrder {
     /// that is not set yet.
     UrlFirst,
     /// Restoring sets the mode first, so webwarden's URL stays until the
-    /// end and the next attempt still sees the settings as webwarden's.
+    /// end and the next attempt still recognises the settings as webwarden's.
     ModeFirst,
 }
 

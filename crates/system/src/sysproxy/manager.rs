@@ -189,8 +189,7 @@ impl SystemProxy {
         };
         // Recorded before the first write, so that the attempt after a kill
         // in the middle of a backend's restore finishes it. The backends
-        // see the flag as loaded, which tells them whether an earlier
-        // attempt began.
+        // read the flag to learn whether an earlier attempt began.
         let started: Vec<Snapshot> = file
             .saved
             .iter()
@@ -377,8 +376,8 @@ impl SystemProxy {
 }
 
 /// Opens or creates the lock file. A symbolic link is rejected, because
-/// creating through it would let whoever placed it make webwarden create
-/// or lock a file elsewhere.
+/// creating through it would let the link's owner make webwarden create or
+/// lock a file elsewhere.
 fn open_lock_file(path: &Path) -> std::io::Result<File> {
     match fs::symlink_metadata(path) {
         Ok(metadata) if metadata.file_type().is_symlink() => {

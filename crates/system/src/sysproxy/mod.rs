@@ -267,7 +267,7 @@ pub enum SysProxyError {
     InvalidRestoreFile {
         /// The file.
         path: PathBuf,
-        /// What is wrong with it.
+        /// The problem with it.
         reason: String,
     },
     /// An administrator locked the setting, so the desktop ignores a new
@@ -276,7 +276,7 @@ pub enum SysProxyError {
     Locked {
         /// The backend.
         backend: String,
-        /// Where the lock is and what to do about it.
+        /// The lock's place and the fix.
         reason: String,
     },
     /// The backend cannot be used here.

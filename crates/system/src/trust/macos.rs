@@ -47,8 +47,8 @@ impl SystemKeychain {
             &["find-certificate", "-a", "-Z", &self.keychain_arg()],
         )?;
         let listing = String::from_utf8_lossy(&output.stdout);
-        let wanted = super::certificate::hex(ca.sha1());
-        let found = sha1_hashes(&listing).any(|hash| hash.eq_ignore_ascii_case(&wanted));
+        let expected = super::certificate::hex(ca.sha1());
+        let found = sha1_hashes(&listing).any(|hash| hash.eq_ignore_ascii_case(&expected));
         Ok(found)
     }
 }
