@@ -53,6 +53,68 @@ pub struct FileConfig {
     /// The OS proxy settings and the PAC file that they point at.
     #[serde(default)]
     pub system_proxy: SystemProxySection,
+    /// What the tray app lets the employee do and shows them.
+    #[serde(default)]
+    pub tray: TraySection,
+}
+
+/// The `[tray]` table: what the tray app offers the employee.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TraySection {
+    /// Offer "Pause filtering for 15 minutes" (default true).
+    #[serde(default = "yes")]
+    pub allow_pause: bool,
+    /// Offer "Quit", which stops filtering until the app starts again
+    /// (default true).
+    #[serde(default = "yes")]
+    pub allow_quit: bool,
+    /// Show a notification for every block, whatever the employee's own
+    /// setting says (default false).
+    #[serde(default)]
+    pub force_notifications: bool,
+    /// Where the employee asks for access to a blocked site, an `https://`
+    /// or `mailto:` URL shown in the tray window.
+    pub request_access_url: Option<String>,
+}
+
+impl Default for TraySection {
+    fn default() -> Self {
+        TraySection {
+            allow_pause: true,
+            allow_quit: true,
+            force_notifications: false,
+            request_access_url: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TraySection {
+    /// Checks the request-access link.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the link is not an absolute `https://`, `http://` or
+    /// `mailto:` URL.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let Some(link) = &self.request_access_url else {
+            return Ok(());
+        };
+        let url = url::Url::parse(link).map_err(|err| {
+            anyhow!("[tray] request_access_url {link:?} is not a URL ({err}); write it as https://host/path or mailto:address")
+        })?;
+        if !matches!(url.scheme(), "https" | "http" | "mailto") {
+            anyhow::bail!(
+                "[tray] request_access_url {link:?} uses the scheme {:?}; use https://, http:// or mailto:",
+                url.scheme()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The `[ca]` table.
@@ -390,5 +452,33 @@ action = "allow"
             "{text}"
         );
         assert!(text.contains("invalid list format"), "{text}");
+    }
+
+    #[test]
+    fn tray_defaults_allow_pause_and_quit() {
+        let tray = parse("").unwrap().tray;
+        assert!(tray.allow_pause && tray.allow_quit);
+        assert!(!tray.force_notifications);
+        let tray = parse("[tray]\nallow_pause = false\nforce_notifications = true\n")
+            .unwrap()
+            .tray;
+        assert!(!tray.allow_pause && tray.allow_quit && tray.force_notifications);
+    }
+
+    #[test]
+    fn request_access_link_scheme_checked() {
+        for good in ["https://it.example/access", "mailto:it@example.com"] {
+            let text = format!("[tray]\nrequest_access_url = \"{good}\"\n");
+            parse(&text).unwrap().tray.validate().unwrap();
+        }
+        for (bad, says) in [
+            ("javascript:alert(1)", "scheme \"javascript\""),
+            ("it.example/access", "is not a URL"),
+        ] {
+            let text = format!("[tray]\nrequest_access_url = \"{bad}\"\n");
+            let err = parse(&text).unwrap().tray.validate().unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(bad) && text.contains(says), "{text}");
+        }
     }
 }

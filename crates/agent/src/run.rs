@@ -6,23 +6,29 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use arc_swap::ArcSwap;
 use clap::Args;
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, watch};
+use webwarden_events::{Event, EventCategory};
 use webwarden_proxy::{InspectionMode, ProxySettings, SharedCa};
 
 use crate::ca_store::{CaStore, CaStoreError, KeyStorage, Keychain, OpenedCa, CA_CERT_FILE};
+use crate::config::TraySection;
+use crate::pause::{PauseError, PauseSwitch};
 use crate::siem::SinkArgs;
-use crate::status::StatusWriter;
+use crate::status::{AgentStatus, StatusWriter};
 use crate::updates::{self, ListSet};
 use crate::{ca_watch, config, lists, siem, system_proxy, CliError, ListSpec};
 
 /// How long sinks may take to deliver pending events at shutdown; the rest
 /// stays in the spool for the next start.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Arguments of `webwarden run`.
+/// Arguments of `webwarden run`, which the tray app takes too.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Configuration file; without it, the default file if it exists.
@@ -62,14 +68,146 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     crate::logging::init();
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(async {
+        Agent::start(args).await?.wait().await?;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
-async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
+/// A blocked request, as the tray app's notifications and window show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BlockNotice {
+    /// When the request arrived, UTC, RFC 3339.
+    pub time: String,
+    /// The blocked host.
+    pub host: String,
+    /// The category of the rule that blocked it.
+    pub category: String,
+    /// The request URL (`host:port` for a tunnel).
+    pub url: String,
+}
+
+/// How many block notices wait for a slow reader before the oldest are
+/// skipped.
+const BLOCK_NOTICE_BACKLOG: usize = 256;
+
+/// A running agent: the proxy, the event export, the list updater and the
+/// CA watcher, as `webwarden run` starts them. The tray app runs one in its
+/// own process.
+#[derive(Debug)]
+pub struct Agent {
+    handle: AgentHandle,
+    task: tokio::task::JoinHandle<Result<(), CliError>>,
+}
+
+/// Reads and controls a running [`Agent`]; cheap to clone.
+#[derive(Clone)]
+pub struct AgentHandle {
+    status: StatusWriter,
+    blocks: broadcast::Sender<BlockNotice>,
+    pause: PauseSwitch,
+    tray: TraySection,
+    data_dir: PathBuf,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for AgentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentHandle")
+            .field("data_dir", &self.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentHandle {
+    /// The agent's current state, as the status file shows it.
+    pub fn status(&self) -> AgentStatus {
+        self.status.snapshot()
+    }
+
+    /// Receives every blocked request from now on.
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<BlockNotice> {
+        self.blocks.subscribe()
+    }
+
+    /// Pauses filtering for `duration` and returns when the pause ends.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the `[tray]` settings forbid pausing or the duration is
+    /// zero or longer than an hour.
+    pub fn pause(&self, duration: Duration) -> Result<OffsetDateTime, PauseError> {
+        let until = self.pause.pause(duration)?;
+        self.status.write();
+        Ok(until)
+    }
+
+    /// Ends a pause now.
+    pub fn resume(&self) {
+        self.pause.resume();
+        self.status.write();
+    }
+
+    /// What the administrator lets the tray app offer.
+    pub fn tray_settings(&self) -> &TraySection {
+        &self.tray
+    }
+
+    /// The agent's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Asks the agent to stop, as SIGTERM does; [`Agent::wait`] returns
+    /// once it has.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+impl Agent {
+    /// Reads the configuration, loads the lists and the CA, binds the
+    /// proxy and starts serving. The agent stops on SIGINT, SIGTERM, SIGHUP
+    /// or SIGQUIT, or when [`AgentHandle::stop`] is called.
+    ///
+    /// # Errors
+    ///
+    /// [`CliError::Usage`] for a mistake in the configuration, the flags or
+    /// the lists, [`CliError::Failed`] when the CA, the listen address or
+    /// the OS refuse.
+    pub async fn start(args: &RunArgs) -> Result<Agent, CliError> {
+        start(args).await
+    }
+
+    /// Returns the handle that reads and controls the agent.
+    pub fn handle(&self) -> AgentHandle {
+        self.handle.clone()
+    }
+
+    /// Waits until the agent has stopped and restored the OS proxy settings.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the proxy stopped with an error.
+    pub async fn wait(self) -> Result<(), CliError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(CliError::Failed(err.into())),
+        }
+    }
+}
+
+async fn start(args: &RunArgs) -> Result<Agent, CliError> {
     let (file, config_path) = config::load(args.config.as_deref()).map_err(CliError::Usage)?;
     if let Some(path) = &config_path {
         tracing::info!(path = %path.display(), "read configuration");
     }
+    file.tray.validate().map_err(|err| {
+        let place = config_path
+            .as_deref()
+            .unwrap_or(Path::new("the configuration"));
+        CliError::Usage(err.context(format!("invalid config file {}", place.display())))
+    })?;
     let data_dir = config::data_dir(args.data_dir.as_deref(), &file)?;
 
     let specs = if args.lists.is_empty() {
@@ -106,26 +244,49 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
         .map_err(|err| CliError::Usage(err.into()))?;
     let local = listener.local_addr()?;
 
-    let status = StatusWriter::new(&data_dir, local.to_string(), exporter.status_handle());
+    let pause = PauseSwitch::new(lists.policy(), events.clone(), file.tray.allow_pause);
+    let status = StatusWriter::new(&data_dir, local.to_string(), exporter.status_handle())
+        .with_pause(pause.clone());
     status.set_lists(lists.version(), lists.status());
     let status_task = tokio::spawn(status.clone().run());
 
     // The signal listeners start before the OS proxy settings change, so a
     // signal that arrives after the change still restores them.
-    let shutdown = shutdown_signal();
+    let (stop, mut stop_rx) = watch::channel(false);
+    let signal = shutdown_signal();
+    let shutdown = async move {
+        tokio::select! {
+            () = signal => {}
+            _ = stop_rx.wait_for(|stop| *stop) => tracing::info!("stop requested, stopping"),
+        }
+    };
     // The PAC server and the OS proxy settings, restored after serve returns.
     let system_proxy =
         system_proxy::start(&args.system_proxy, &file, &data_dir, local, &status).await?;
 
-    let policy = lists.policy();
-    let (stop_updates, stop_updates_rx) = tokio::sync::watch::channel(false);
+    let (blocks, _) = broadcast::channel(BLOCK_NOTICE_BACKLOG);
+    let notices = blocks.clone();
+    let events = events.observed(Arc::new(move |event: &Event| {
+        if event.event_category == EventCategory::Blocked && notices.receiver_count() > 0 {
+            let _ = notices.send(BlockNotice {
+                time: event.timestamp.clone(),
+                host: event.destination_host.clone(),
+                category: event.event_name.clone(),
+                url: event.url.clone(),
+            });
+        }
+    }));
+
+    let (stop_updates, stop_updates_rx) = watch::channel(false);
     let updater_status = status.clone();
-    let updater = tokio::spawn(lists.run(
-        events.clone(),
-        identity,
-        stop_updates_rx,
-        move |lists| updater_status.set_lists(lists.version(), lists.status()),
-    ));
+    let updater_pause = pause.clone();
+    let updater =
+        tokio::spawn(
+            lists.run(events.clone(), identity, stop_updates_rx, move |lists| {
+                updater_pause.lists_changed();
+                updater_status.set_lists(lists.version(), lists.status());
+            }),
+        );
     let ca_watch = tokio::spawn(ca_watch::run(
         ca_store,
         Arc::clone(&shared_ca),
@@ -135,20 +296,32 @@ async fn run_async(args: &RunArgs) -> Result<ExitCode, CliError> {
     ));
     tracing::info!(addr = %local, "proxy listening on {local}");
 
-    let served =
-        webwarden_proxy::serve(listener, shared_ca, policy, events, settings, shutdown).await;
-    system_proxy.stop().await;
-    stop_updates.send_replace(true);
-    let _ = updater.await;
-    let _ = ca_watch.await;
-    status_task.abort();
-    exporter.shutdown(SHUTDOWN_GRACE).await;
-    if let Err(err) = served {
-        tracing::error!(error = %err, "proxy stopped with an error");
-        return Err(CliError::Failed(err.into()));
-    }
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    let policy = pause.proxy_policy();
+    let task = tokio::spawn(async move {
+        let served =
+            webwarden_proxy::serve(listener, shared_ca, policy, events, settings, shutdown).await;
+        system_proxy.stop().await;
+        stop_updates.send_replace(true);
+        let _ = updater.await;
+        let _ = ca_watch.await;
+        status_task.abort();
+        exporter.shutdown(SHUTDOWN_GRACE).await;
+        if let Err(err) = served {
+            tracing::error!(error = %err, "proxy stopped with an error");
+            return Err(CliError::Failed(err.into()));
+        }
+        tracing::info!("stopped");
+        Ok(())
+    });
+    let handle = AgentHandle {
+        status,
+        blocks,
+        pause,
+        tray: file.tray.clone(),
+        data_dir,
+        stop: Arc::new(stop),
+    };
+    Ok(Agent { handle, task })
 }
 
 /// Opens or creates the CA on a blocking thread, because the keychain

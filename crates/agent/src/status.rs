@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use webwarden_events::{Event, StatusHandle};
 use webwarden_system::sysproxy::{BackendStatus, ProxyState};
 
+use crate::pause::PauseSwitch;
 use crate::updates::ListStatus;
 use crate::{config, CliError};
 
@@ -53,6 +54,10 @@ pub struct AgentStatus {
     /// The root CA and the trust stores that accept it, once checked.
     #[serde(default)]
     pub ca: Option<CaView>,
+    /// While the employee has paused filtering, when the pause ends,
+    /// RFC 3339.
+    #[serde(default)]
+    pub paused_until: Option<String>,
 }
 
 /// The root CA in the status file.
@@ -103,6 +108,7 @@ pub struct StatusWriter {
     path: PathBuf,
     status: Arc<Mutex<AgentStatus>>,
     sinks: StatusHandle,
+    pause: Option<PauseSwitch>,
 }
 
 impl StatusWriter {
@@ -118,7 +124,39 @@ impl StatusWriter {
             path: data_dir.join(STATUS_FILE),
             status: Arc::new(Mutex::new(status)),
             sinks,
+            pause: None,
         }
+    }
+
+    /// Reports the pause state of `pause` too.
+    pub fn with_pause(self, pause: PauseSwitch) -> StatusWriter {
+        StatusWriter {
+            pause: Some(pause),
+            ..self
+        }
+    }
+
+    /// Refreshes the sinks' and the pause's state and returns a copy.
+    pub fn snapshot(&self) -> AgentStatus {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.updated_at = now_text();
+        status.sinks = self
+            .sinks
+            .status()
+            .into_iter()
+            .map(|sink| SinkView {
+                name: sink.name,
+                pending: sink.pending,
+                healthy: sink.healthy,
+                last_error: sink.last_error,
+            })
+            .collect();
+        status.paused_until = self
+            .pause
+            .as_ref()
+            .and_then(PauseSwitch::paused_until)
+            .map(Event::timestamp_of);
+        status.clone()
     }
 
     /// Records the lists' state and writes the file.
@@ -149,24 +187,9 @@ impl StatusWriter {
         self.write();
     }
 
-    /// Refreshes the sinks' state and writes the file.
+    /// Refreshes the sinks' and the pause's state and writes the file.
     pub fn write(&self) {
-        let text = {
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            status.updated_at = now_text();
-            status.sinks = self
-                .sinks
-                .status()
-                .into_iter()
-                .map(|sink| SinkView {
-                    name: sink.name,
-                    pending: sink.pending,
-                    healthy: sink.healthy,
-                    last_error: sink.last_error,
-                })
-                .collect();
-            serde_json::to_vec_pretty(&*status).expect("status serializes")
-        };
+        let text = serde_json::to_vec_pretty(&self.snapshot()).expect("status serializes");
         let tmp = self.path.with_extension("tmp");
         let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(err) = written {
@@ -208,7 +231,8 @@ fn problems(status: &AgentStatus) -> usize {
         .iter()
         .filter(|backend| matches!(backend.state, ProxyState::Other | ProxyState::Error))
         .count();
-    lists + status.sinks.iter().filter(|sink| !sink.healthy).count() + proxy_settings
+    let paused = usize::from(status.paused_until.is_some());
+    lists + status.sinks.iter().filter(|sink| !sink.healthy).count() + proxy_settings + paused
 }
 
 /// Prints the status for people and returns [`problems`].
@@ -224,6 +248,9 @@ fn print_status(status: &AgentStatus, running: bool, age: Duration) -> usize {
             age.as_secs(),
             status.updated_at
         );
+    }
+    if let Some(until) = &status.paused_until {
+        println!("filtering is PAUSED until {until}: every request is let through");
     }
     println!("list version {}", status.list_version);
     for list in &status.lists {

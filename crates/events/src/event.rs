@@ -41,6 +41,12 @@ pub const EVENTS_DROPPED_EVENT_NAME: &str = "EventsDropped";
 /// `eventName` of the event `webwarden siem test` sends.
 pub const SIEM_TEST_EVENT_NAME: &str = "SiemTest";
 
+/// `eventName` of the report that the employee paused filtering.
+pub const FILTERING_PAUSED_EVENT_NAME: &str = "FilteringPaused";
+
+/// `eventName` of the report that filtering runs again after a pause.
+pub const FILTERING_RESUMED_EVENT_NAME: &str = "FilteringResumed";
+
 /// A report about the agent itself (lost events, list updates, tests),
 /// exported beside the request events.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -167,31 +173,37 @@ impl Event {
     }
 }
 
+/// A blocked request event for tests.
+#[cfg(test)]
+pub(crate) fn sample_event() -> Event {
+    Event {
+        event_name: "Gambling".to_owned(),
+        event_category: EventCategory::Blocked,
+        timestamp: Event::timestamp_of(OffsetDateTime::UNIX_EPOCH),
+        source_ip: "127.0.0.1".parse().unwrap(),
+        source_port: 50000,
+        destination_ip: None,
+        destination_port: 443,
+        destination_host: "bet.example".to_owned(),
+        method: "GET".to_owned(),
+        url: "https://bet.example/".to_owned(),
+        status: 403,
+        bytes: 0,
+        rule: Some("(.*\\.)?bet\\.example".to_owned()),
+        rule_source: Some("blacklist.csv".to_owned()),
+        rule_line: Some(7),
+        response_status: None,
+        error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn event_serializes_with_siem_field_names() {
-        let event = Event {
-            event_name: "Gambling".to_owned(),
-            event_category: EventCategory::Blocked,
-            timestamp: Event::timestamp_of(OffsetDateTime::UNIX_EPOCH),
-            source_ip: "127.0.0.1".parse().unwrap(),
-            source_port: 50000,
-            destination_ip: None,
-            destination_port: 443,
-            destination_host: "bet.example".to_owned(),
-            method: "GET".to_owned(),
-            url: "https://bet.example/".to_owned(),
-            status: 403,
-            bytes: 0,
-            rule: Some("(.*\\.)?bet\\.example".to_owned()),
-            rule_source: Some("blacklist.csv".to_owned()),
-            rule_line: Some(7),
-            response_status: None,
-            error: None,
-        };
+        let event = sample_event();
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["eventName"], "Gambling");
         assert_eq!(json["eventCategory"], "BlockedHTTPRequest");

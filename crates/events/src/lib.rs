@@ -22,10 +22,10 @@ mod sink;
 pub mod spool;
 mod tls;
 
-pub use channel::{event_channel, EventReceiver, EventSender};
+pub use channel::{event_channel, EventObserver, EventReceiver, EventSender};
 pub use event::{
     AgentEvent, Event, EventCategory, SiemEvent, ALLOWED_EVENT_NAME, EVENTS_DROPPED_EVENT_NAME,
-    SIEM_TEST_EVENT_NAME,
+    FILTERING_PAUSED_EVENT_NAME, FILTERING_RESUMED_EVENT_NAME, SIEM_TEST_EVENT_NAME,
 };
 pub use export::{
     check_sink, test_sink, ExportConfig, Exporter, RetryPolicy, SinkStatus, StatusHandle,
