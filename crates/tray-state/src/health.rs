@@ -93,7 +93,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::NotRunning => write!(f, "webwarden is not running"),
-            Problem::Paused(until) => write!(f, "filtering is paused until {until}"),
+            Problem::Paused(until) => write!(f, "paused until {until}"),
             Problem::NoRules => write!(f, "the block lists are empty"),
             Problem::ListFailing(name) => write!(f, "the list {name} failed to update"),
             Problem::ListStale(name) => write!(f, "the list {name} is out of date"),
@@ -292,10 +292,7 @@ mod tests {
         health.paused_until = Some("14:30".to_owned());
         let view = assess(&health);
         assert_eq!(view.state, TrayState::Stopped);
-        assert_eq!(
-            view.status_line,
-            "Not filtering: filtering is paused until 14:30"
-        );
+        assert_eq!(view.status_line, "Not filtering: paused until 14:30");
     }
 
     #[test]

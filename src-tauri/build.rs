@@ -1,0 +1,5 @@
+//! Generates the Tauri context (configuration, window assets, permissions).
+
+fn main() {
+    tauri_build::build();
+}

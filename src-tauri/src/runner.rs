@@ -1,0 +1,117 @@
+//! Runs the agent on its own thread and Tokio runtime, and feeds its blocks
+//! and status to the tray, the window and the notifications.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tauri::{AppHandle, Runtime};
+use tauri_plugin_notification::NotificationExt;
+use tokio::sync::broadcast::error::RecvError;
+use webwarden::{Agent, AgentHandle, RunArgs};
+
+use crate::shared::{refresh, Shared};
+
+/// How often the tray and the window are refreshed without a block.
+const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// Starts the agent with `args` on a new thread. When it stops because of
+/// Quit or a stop signal the app exits; when it fails, the tray shows why.
+pub fn spawn<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, args: RunArgs) {
+    let started = std::thread::Builder::new()
+        .name("webwarden-agent".to_owned())
+        .spawn(move || {
+            // Multi-threaded: compiling a list blocks a worker in place.
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    stopped(
+                        &app,
+                        &shared,
+                        Some(format!("failed to start the runtime: {err}")),
+                    );
+                    return;
+                }
+            };
+            runtime.block_on(run(app, shared, args));
+        });
+    if let Err(err) = started {
+        tracing::error!(error = %err, "failed to start the agent thread");
+    }
+}
+
+async fn run<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, args: RunArgs) {
+    let agent = match Agent::start(&args).await {
+        Ok(agent) => agent,
+        Err(err) => {
+            tracing::error!(error = %err, "webwarden failed to start");
+            stopped(&app, &shared, Some(err.to_string()));
+            if shared.quitting() {
+                app.exit(0);
+            }
+            return;
+        }
+    };
+    let handle = agent.handle();
+    shared.agent_started(handle.clone());
+    refresh(&app, &shared);
+    let blocks = tokio::spawn(forward_blocks(app.clone(), Arc::clone(&shared), handle));
+    let ticker = tokio::spawn(refresh_loop(app.clone(), Arc::clone(&shared)));
+    let result = agent.wait().await;
+    blocks.abort();
+    ticker.abort();
+    match result {
+        Ok(()) => {
+            // Quit, or a stop signal such as the session ending.
+            stopped(&app, &shared, None);
+            app.exit(0);
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "webwarden stopped");
+            stopped(&app, &shared, Some(err.to_string()));
+            if shared.quitting() {
+                app.exit(0);
+            }
+        }
+    }
+}
+
+fn stopped<R: Runtime>(app: &AppHandle<R>, shared: &Shared, reason: Option<String>) {
+    shared.agent_stopped(reason);
+    refresh(app, shared);
+}
+
+async fn refresh_loop<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    loop {
+        tick.tick().await;
+        refresh(&app, &shared);
+    }
+}
+
+/// Lists each block in the window and raises the notifications the
+/// limits allow.
+async fn forward_blocks<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, agent: AgentHandle) {
+    let mut blocks = agent.subscribe_blocks();
+    loop {
+        let notice = match blocks.recv().await {
+            Ok(notice) => notice,
+            Err(RecvError::Lagged(skipped)) => {
+                tracing::debug!(skipped, "the tray fell behind the blocked requests");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if let Some(notification) = shared.blocked(&notice) {
+            let shown = app
+                .notification()
+                .builder()
+                .title(format!("webwarden blocked {}", notification.host))
+                .body(notification.body())
+                .show();
+            if let Err(err) = shown {
+                tracing::debug!(error = %err, "failed to show a notification");
+            }
+        }
+        refresh(&app, &shared);
+    }
+}
