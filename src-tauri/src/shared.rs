@@ -165,10 +165,18 @@ impl Shared {
 }
 
 /// Shows the current view in the tray and sends it to the window.
+///
+/// The tray is changed on the GUI thread, in a task queued there: each
+/// menu change waits for that thread, so changing the menu from the agent's
+/// thread while a menu click holds the tray's lock would deadlock.
 pub fn refresh<R: Runtime>(app: &AppHandle<R>, shared: &Shared) {
     let view = shared.view();
-    crate::tray::update(app, &view);
     if let Err(err) = app.emit(STATE_EVENT, &view) {
         tracing::debug!(error = %err, "failed to send the state to the window");
+    }
+    let handle = app.clone();
+    let queued = app.run_on_main_thread(move || crate::tray::update(&handle, &view));
+    if let Err(err) = queued {
+        tracing::debug!(error = %err, "failed to queue the tray update");
     }
 }
