@@ -88,6 +88,14 @@ async fn refresh_loop<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>) {
     }
 }
 
+/// Escapes the characters that notification markup reads, so a category
+/// from the list is shown as written.
+fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// Lists each block in the window and raises the notifications the
 /// limits allow.
 async fn forward_blocks<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, agent: AgentHandle) {
@@ -102,16 +110,28 @@ async fn forward_blocks<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, agen
             Err(RecvError::Closed) => return,
         };
         if let Some(notification) = shared.blocked(&notice) {
+            // Notification servers read a subset of HTML in the body.
             let shown = app
                 .notification()
                 .builder()
                 .title(format!("webwarden blocked {}", notification.host))
-                .body(notification.body())
+                .body(escape_markup(&notification.body()))
                 .show();
             if let Err(err) = shown {
                 tracing::debug!(error = %err, "failed to show a notification");
             }
         }
         refresh(&app, &shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn markup_escaped() {
+        assert_eq!(
+            super::escape_markup("R&D <i>lab</i>"),
+            "R&amp;D &lt;i&gt;lab&lt;/i&gt;"
+        );
     }
 }

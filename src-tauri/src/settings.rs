@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 /// The settings file's name in the data directory.
 pub const SETTINGS_FILE: &str = "tray-settings.json";
 
+/// The largest settings file read; the app writes a few dozen bytes.
+pub const MAX_SETTINGS_BYTES: u64 = 64 * 1024;
+
 /// What the employee chose in the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -39,10 +42,14 @@ impl SettingsFile {
 
     /// Reads the settings; a missing file gives the defaults, and a damaged
     /// one is reported and gives the defaults, so notifications stay on.
+    /// Only a regular file of at most [`MAX_SETTINGS_BYTES`] is read, so a
+    /// FIFO or a device cannot block or exhaust the app.
     pub fn load(&self) -> UserSettings {
-        let text = match std::fs::read(&self.path) {
+        use webwarden_system::file::{read_regular_file, ReadFileError};
+
+        let text = match read_regular_file(&self.path, MAX_SETTINGS_BYTES) {
             Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            Err(ReadFileError::Io(err)) if err.kind() == std::io::ErrorKind::NotFound => {
                 return UserSettings::default()
             }
             Err(err) => {
@@ -54,7 +61,7 @@ impl SettingsFile {
             tracing::warn!(
                 path = %self.path.display(),
                 error = %err,
-                "the tray settings file is not valid JSON; using the defaults until a setting is changed in the window"
+                "invalid tray settings file; using the defaults until a setting is changed in the window"
             );
             UserSettings::default()
         })
@@ -71,9 +78,11 @@ impl SettingsFile {
 
         let text = serde_json::to_vec_pretty(&settings).expect("settings serialize");
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .with_context(|| format!("failed to write {}", self.path.display()))
+        let saved = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        if saved.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        saved.with_context(|| format!("failed to write {}", self.path.display()))
     }
 }
 
@@ -91,6 +100,24 @@ mod tests {
         })
         .unwrap();
         assert!(!file.load().notifications);
+    }
+
+    #[test]
+    fn fifo_or_huge_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SETTINGS_FILE);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(
+            SettingsFile::in_dir(dir.path()).load().notifications,
+            "a FIFO does not block"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, vec![b' '; MAX_SETTINGS_BYTES as usize + 1]).unwrap();
+        assert!(SettingsFile::in_dir(dir.path()).load().notifications);
     }
 
     #[test]

@@ -124,7 +124,10 @@ impl Shared {
         let settings = UserSettings {
             notifications: enabled,
         };
-        file.save(settings)?;
+        if let Err(err) = file.save(settings) {
+            tracing::warn!(error = %format!("{err:#}"), "failed to save the notification setting");
+            return Err(err);
+        }
         inner.settings = settings;
         Ok(())
     }

@@ -106,9 +106,14 @@ pub fn update<R: Runtime>(app: &AppHandle<R>, view: &View) {
     }
 }
 
+/// Doubles `&`, which menus otherwise take as a mnemonic marker and hide.
+fn menu_text(text: &str) -> String {
+    text.replace('&', "&&")
+}
+
 fn set_text<R: Runtime>(item: &MenuItem<R>, old: &str, new: &str) {
     if old != new {
-        if let Err(err) = item.set_text(new) {
+        if let Err(err) = item.set_text(menu_text(new)) {
             tracing::debug!(error = %err, "failed to change a tray menu entry");
         }
     }
@@ -118,7 +123,7 @@ fn build_menu<R: Runtime>(
     app: &AppHandle<R>,
     lines: MenuLines,
 ) -> tauri::Result<(Menu<R>, Items<R>)> {
-    let label = |text: &str| MenuItem::new(app, text, false, None::<&str>);
+    let label = |text: &str| MenuItem::new(app, menu_text(text), false, None::<&str>);
     let status = label(&lines.status)?;
     let lists = label(&lines.lists)?;
     let queued = label(&lines.queued)?;

@@ -142,8 +142,12 @@ pub fn build(input: ViewInput<'_>) -> View {
         },
         can_pause: input.policy.allow_pause && running,
         // Quitting a stopped agent weakens nothing, so it is always offered
-        // then.
-        can_quit: input.policy.allow_quit || !running,
+        // then. While the agent starts the policy is not known yet.
+        can_quit: match input.phase {
+            Phase::Starting => false,
+            Phase::Running => input.policy.allow_quit,
+            Phase::Stopped(_) => true,
+        },
         request_access_url: input.policy.request_access_url.clone(),
         autostart: input.autostart,
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 use webwarden_proxy::{LocalCa, SharedCa};
-use webwarden_system::trust::{self, CaCertificate, TrustState};
+use webwarden_system::trust::{self, CaCertificate, StoreKind, TrustState};
 
 use crate::ca_store::CaStore;
 use crate::status::{CaView, StatusWriter, TrustStoreView};
@@ -24,11 +24,15 @@ const TRUST_INTERVAL: Duration = Duration::from_secs(300);
 /// load is logged and the current CA stays in use. The trust stores are
 /// checked at start, after each change and every [`TRUST_INTERVAL`], and
 /// the result goes to the status file.
+///
+/// With `auto_trust`, each check first adds the CA to the stores that do
+/// not trust it yet (see [`add_trust`]).
 pub async fn run(
     store: CaStore,
     ca: SharedCa,
     mut key_location: String,
     status: StatusWriter,
+    auto_trust: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let path = store.cert_path();
@@ -38,9 +42,13 @@ pub async fn run(
         if trust_checked.is_none_or(|at| at.elapsed() >= TRUST_INTERVAL) {
             let current = ca.load_full();
             let location = key_location.clone();
-            if let Ok(view) =
-                tokio::task::spawn_blocking(move || trust_view(&current, location)).await
-            {
+            let checked = tokio::task::spawn_blocking(move || {
+                if auto_trust {
+                    add_trust(&current);
+                }
+                trust_view(&current, location)
+            });
+            if let Ok(view) = checked.await {
                 status.set_ca(view);
             }
             trust_checked = Some(Instant::now());
@@ -78,6 +86,72 @@ pub async fn run(
 fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
     let metadata = std::fs::metadata(path).ok()?;
     Some((metadata.len(), metadata.modified().ok()?))
+}
+
+/// Adds `ca` to each store that does not trust it: a browser's store
+/// directly, the system store by running `webwarden ca trust-user` as root
+/// through `sudo -n`, which fails at once unless a sudoers rule allows it.
+/// Failures are logged; the status file then shows the store as untrusted.
+fn add_trust(ca: &LocalCa) {
+    let Ok(certificate) = CaCertificate::from_pem(ca.cert_pem()) else {
+        return;
+    };
+    for store in trust::machine_stores() {
+        if store
+            .status(&certificate)
+            .is_ok_and(|state| state.is_trusted())
+        {
+            continue;
+        }
+        let added = match store.kind() {
+            StoreKind::System => trust_with_sudo(&certificate),
+            StoreKind::Browser => store
+                .install(&certificate)
+                .map(|_| ())
+                .map_err(|err| err.to_string()),
+        };
+        match added {
+            Ok(()) => tracing::info!(store = %store.name(), "added the root CA to a trust store"),
+            Err(err) => {
+                tracing::warn!(store = %store.name(), error = %err, "failed to add the root CA to a trust store")
+            }
+        }
+    }
+}
+
+/// Runs `sudo -n /usr/bin/webwarden ca trust-user` with the certificate on
+/// standard input.
+fn trust_with_sudo(certificate: &CaCertificate) -> Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let program = crate::ca_cmd::trust_user::SUDO_PROGRAM;
+    let mut child = Command::new("sudo")
+        .args(["-n", program, "ca", "trust-user"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|err| {
+            format!(
+                "failed to run sudo: {err}; install sudo and the webwarden package's sudoers rule"
+            )
+        })?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let written = stdin.write_all(certificate.pem().as_bytes());
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .map_err(|err| format!("sudo failed: {err}"))?;
+    if output.status.success() {
+        return written.map_err(|err| format!("failed to pass the certificate to sudo: {err}"));
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(format!(
+        "sudo -n {program} ca trust-user failed ({}): {}; the webwarden package's /etc/sudoers.d/webwarden allows it",
+        output.status,
+        stderr.trim()
+    ))
 }
 
 /// Checks every trust store of this machine for `ca`; a store that cannot

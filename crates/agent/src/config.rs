@@ -56,6 +56,9 @@ pub struct FileConfig {
     /// What the tray app lets the employee do and shows them.
     #[serde(default)]
     pub tray: TraySection,
+    /// The administrator's policy file laid over this configuration, if any.
+    #[serde(skip)]
+    pub policy: Option<crate::policy_file::Policy>,
 }
 
 /// The `[tray]` table: what the tray app offers the employee.
@@ -125,6 +128,12 @@ pub struct CaSection {
     /// works; `keychain`: the keychain only; `file`: the file only.
     #[serde(default)]
     pub key_storage: KeyStorage,
+    /// Add the CA to every trust store that does not trust it yet, at start
+    /// and every few minutes: the browsers' stores directly, and the system
+    /// store through `sudo -n /usr/bin/webwarden ca trust-user`, which the
+    /// Linux package allows (default false).
+    #[serde(default)]
+    pub auto_trust: bool,
 }
 
 /// The `[system_proxy]` table.
@@ -223,6 +232,17 @@ pub enum SiemEntry {
     },
 }
 
+impl SiemEntry {
+    /// Describes the sink in one line, such as `syslog tls://siem.corp:6514`.
+    pub fn describe(&self) -> String {
+        match self {
+            SiemEntry::QradarHttp { urls, .. } => format!("qradar-http {}", urls.join(",")),
+            SiemEntry::Syslog { url, .. } => format!("syslog {url}"),
+            SiemEntry::File { path } => format!("file {}", path.display()),
+        }
+    }
+}
+
 /// One `[[lists]]` entry.
 #[derive(Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -312,24 +332,40 @@ fn project_dirs() -> Option<ProjectDirs> {
 }
 
 /// Reads the configuration: the given file (which must exist), else the
-/// default file if it exists, else defaults.
+/// default file if it exists, else defaults; then lays the administrator's
+/// policy file over it.
 ///
 /// # Errors
 ///
-/// Fails when the file cannot be read or is not valid, naming the file and
-/// the line of the mistake.
+/// Fails when either file cannot be read or is not valid, naming the file
+/// and the line of the mistake.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<PathBuf>)> {
     let path = match explicit {
-        Some(path) => path.to_owned(),
-        None => match default_config_path() {
-            Some(path) if path.exists() => path,
-            _ => return Ok((FileConfig::default(), None)),
-        },
+        Some(path) => Some(path.to_owned()),
+        None => default_config_path().filter(|path| path.exists()),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("failed to read config file {}", path.display()))?;
-    let config = parse(&text).with_context(|| format!("invalid config file {}", path.display()))?;
-    Ok((config, Some(path)))
+    let mut table = toml::Table::new();
+    if let Some(path) = &path {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read config file {}", path.display()))?;
+        let invalid = || format!("invalid config file {}", path.display());
+        // Parsed as a configuration first, so a mistake names its line.
+        parse(&text).with_context(invalid)?;
+        table = toml::from_str(&text).with_context(invalid)?;
+    }
+    let policy = crate::policy_file::read(&crate::policy_file::policy_path())?;
+    if let Some(policy) = &policy {
+        crate::policy_file::merge(&mut table, &policy.table);
+    }
+    let mut config: FileConfig = toml::Value::Table(table).try_into().with_context(|| {
+        let policy = policy.as_ref().map(|p| p.path.display().to_string());
+        format!(
+            "the policy file {} and the configuration do not combine",
+            policy.unwrap_or_default()
+        )
+    })?;
+    config.policy = policy;
+    Ok((config, path))
 }
 
 /// Parses configuration text.

@@ -20,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod agent_lock;
 mod alloc;
 mod ca_cmd;
 mod ca_store;
@@ -30,6 +31,7 @@ mod list_build;
 mod lists;
 mod logging;
 mod pause;
+mod policy_file;
 mod proxy_cmd;
 mod run;
 mod siem;

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use clap::Args;
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, watch};
-use webwarden_events::{Event, EventCategory};
+use webwarden_events::{AgentEvent, Event, EventCategory, AGENT_STOPPED_EVENT_NAME};
 use webwarden_proxy::{InspectionMode, ProxySettings, SharedCa};
 
 use crate::ca_store::{CaStore, CaStoreError, KeyStorage, Keychain, OpenedCa, CA_CERT_FILE};
@@ -209,6 +209,8 @@ async fn start(args: &RunArgs) -> Result<Agent, CliError> {
         CliError::Usage(err.context(format!("invalid config file {}", place.display())))
     })?;
     let data_dir = config::data_dir(args.data_dir.as_deref(), &file)?;
+    // Before the spool opens: a second agent must not touch it.
+    let agent_lock = crate::agent_lock::acquire(&data_dir)?;
 
     let specs = if args.lists.is_empty() {
         let path = config_path.clone().unwrap_or_default();
@@ -292,20 +294,43 @@ async fn start(args: &RunArgs) -> Result<Agent, CliError> {
         Arc::clone(&shared_ca),
         ca_key_location,
         status.clone(),
+        file.ca.auto_trust,
         stop_updates.subscribe(),
     ));
     tracing::info!(addr = %local, "proxy listening on {local}");
 
     let policy = pause.proxy_policy();
+    let stop_status = status.clone();
+    let stop_pause = pause.clone();
     let task = tokio::spawn(async move {
-        let served =
-            webwarden_proxy::serve(listener, shared_ca, policy, events, settings, shutdown).await;
+        let served = webwarden_proxy::serve(
+            listener,
+            shared_ca,
+            policy,
+            events.clone(),
+            settings,
+            shutdown,
+        )
+        .await;
         system_proxy.stop().await;
+        let paused = if stop_pause.paused_until().is_some() {
+            " while filtering was paused"
+        } else {
+            ""
+        };
+        events.send(AgentEvent::now(
+            AGENT_STOPPED_EVENT_NAME,
+            format!(
+                "the webwarden agent stopped{paused}; requests are no longer filtered or reported"
+            ),
+        ));
         stop_updates.send_replace(true);
         let _ = updater.await;
         let _ = ca_watch.await;
         status_task.abort();
         exporter.shutdown(SHUTDOWN_GRACE).await;
+        stop_status.mark_stopped();
+        drop(agent_lock);
         if let Err(err) = served {
             tracing::error!(error = %err, "proxy stopped with an error");
             return Err(CliError::Failed(err.into()));

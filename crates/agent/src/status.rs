@@ -58,6 +58,9 @@ pub struct AgentStatus {
     /// RFC 3339.
     #[serde(default)]
     pub paused_until: Option<String>,
+    /// When the agent stopped in order, RFC 3339; `None` while it runs.
+    #[serde(default)]
+    pub stopped_at: Option<String>,
 }
 
 /// The root CA in the status file.
@@ -197,6 +200,16 @@ impl StatusWriter {
         }
     }
 
+    /// Records that the agent stopped and writes the file a last time, so
+    /// `webwarden status` says so at once.
+    pub fn mark_stopped(&self) {
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.stopped_at = Some(now_text());
+        }
+        self.write();
+    }
+
     /// Rewrites the file every [`WRITE_INTERVAL`] until the task is dropped.
     pub async fn run(self) {
         let mut tick = tokio::time::interval(WRITE_INTERVAL);
@@ -242,6 +255,8 @@ fn print_status(status: &AgentStatus, running: bool, age: Duration) -> usize {
             "webwarden is running (pid {}, proxy {}, since {})",
             status.pid, status.listen, status.started_at
         );
+    } else if let Some(stopped) = &status.stopped_at {
+        println!("webwarden is not running: it stopped at {stopped}");
     } else {
         println!(
             "webwarden is not running: the status file was last written {} s ago ({})",
@@ -305,6 +320,39 @@ fn print_status(status: &AgentStatus, running: bool, age: Duration) -> usize {
     problems(status)
 }
 
+/// Prints the administrator's policy file and the settings in effect that
+/// it controls.
+fn print_policy(file: &config::FileConfig) {
+    let Some(policy) = &file.policy else {
+        return;
+    };
+    println!(
+        "policy {} (takes priority over the user's configuration)",
+        policy.path.display()
+    );
+    let lists: Vec<&str> = file.lists.iter().map(|list| list.path.as_str()).collect();
+    if !lists.is_empty() {
+        println!("  lists: {}", lists.join(", "));
+    }
+    let sinks: Vec<String> = file.siem.iter().map(config::SiemEntry::describe).collect();
+    if !sinks.is_empty() {
+        println!("  SIEM: {}", sinks.join("; "));
+    }
+    if let Some(contact) = &file.contact {
+        println!("  block page contact: {contact}");
+    }
+    let yes_no = |value: bool| if value { "yes" } else { "no" };
+    println!(
+        "  pause allowed: {}, quit allowed: {}, notifications forced: {}",
+        yes_no(file.tray.allow_pause),
+        yes_no(file.tray.allow_quit),
+        yes_no(file.tray.force_notifications)
+    );
+    if let Some(link) = &file.tray.request_access_url {
+        println!("  request access: {link}");
+    }
+}
+
 /// Renders an RFC 3339 time as its age, such as `12 min ago`.
 fn ago(time: Option<&str>) -> String {
     let Some(text) = time else {
@@ -345,6 +393,9 @@ pub struct StatusArgs {
 /// running.
 pub fn run(args: &StatusArgs) -> Result<ExitCode, CliError> {
     let (file, _) = config::load(args.config.as_deref()).map_err(CliError::Usage)?;
+    if !args.json {
+        print_policy(&file);
+    }
     let data_dir = match args.data_dir.clone().or_else(|| file.data_dir.clone()) {
         Some(dir) => dir,
         None => config::default_data_dir().map_err(CliError::Usage)?,
@@ -378,7 +429,7 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode, CliError> {
         .ok()
         .and_then(|m| SystemTime::now().duration_since(m).ok())
         .unwrap_or(Duration::MAX);
-    let running = age <= FRESH_FOR;
+    let running = age <= FRESH_FOR && status.stopped_at.is_none();
     let attention = if args.json {
         println!("{}", String::from_utf8_lossy(&text));
         problems(&status)

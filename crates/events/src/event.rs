@@ -41,6 +41,9 @@ pub const EVENTS_DROPPED_EVENT_NAME: &str = "EventsDropped";
 /// `eventName` of the event `webwarden siem test` sends.
 pub const SIEM_TEST_EVENT_NAME: &str = "SiemTest";
 
+/// `eventName` of the report that the agent stopped, sent as it stops.
+pub const AGENT_STOPPED_EVENT_NAME: &str = "AgentStopped";
+
 /// `eventName` of the report that the employee paused filtering.
 pub const FILTERING_PAUSED_EVENT_NAME: &str = "FilteringPaused";
 

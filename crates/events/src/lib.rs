@@ -24,8 +24,9 @@ mod tls;
 
 pub use channel::{event_channel, EventObserver, EventReceiver, EventSender};
 pub use event::{
-    AgentEvent, Event, EventCategory, SiemEvent, ALLOWED_EVENT_NAME, EVENTS_DROPPED_EVENT_NAME,
-    FILTERING_PAUSED_EVENT_NAME, FILTERING_RESUMED_EVENT_NAME, SIEM_TEST_EVENT_NAME,
+    AgentEvent, Event, EventCategory, SiemEvent, AGENT_STOPPED_EVENT_NAME, ALLOWED_EVENT_NAME,
+    EVENTS_DROPPED_EVENT_NAME, FILTERING_PAUSED_EVENT_NAME, FILTERING_RESUMED_EVENT_NAME,
+    SIEM_TEST_EVENT_NAME,
 };
 pub use export::{
     check_sink, test_sink, ExportConfig, Exporter, RetryPolicy, SinkStatus, StatusHandle,

@@ -98,9 +98,10 @@ impl fmt::Display for Problem {
             Problem::ListFailing(name) => write!(f, "the list {name} failed to update"),
             Problem::ListStale(name) => write!(f, "the list {name} is out of date"),
             Problem::SiemUnreachable { name, pending } => {
+                let events = if *pending == 1 { "event" } else { "events" };
                 write!(
                     f,
-                    "the SIEM ({name}) is unreachable, {pending} events queued"
+                    "the SIEM ({name}) is unreachable, {pending} {events} queued"
                 )
             }
             Problem::CaNotTrusted => write!(f, "the webwarden certificate is not trusted"),

@@ -124,6 +124,10 @@ fn paused_agent_offers_resume() {
 fn starting_agent_says_so() {
     let view = view_of(&Phase::Starting, None, &TraySection::default());
     assert_eq!(view.status_line, "Starting webwarden…");
+    assert!(
+        !view.can_quit,
+        "the policy is not known before the agent starts"
+    );
     assert_eq!(
         menu_lines(&view, datetime!(2026-12-05 10:05 UTC)).lists,
         "Lists: not loaded"

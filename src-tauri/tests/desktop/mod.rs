@@ -112,6 +112,7 @@ impl Desktop {
             .env("XDG_CONFIG_HOME", self.root.join("config"))
             .env("XDG_DATA_HOME", self.root.join("data"))
             .env("XDG_CACHE_HOME", self.root.join("cache"))
+            .env("WEBWARDEN_POLICY_FILE", self.root.join("no-policy.toml"))
             .env("LANG", "C.UTF-8")
             .env("TZ", "UTC");
         if !self.display.is_empty() {

@@ -24,6 +24,7 @@ use crate::ca_store::{
 use crate::{config, CliError};
 
 mod report;
+pub mod trust_user;
 
 use report::{
     absolute, error_chain, exit_code, failure_text, print_ca, print_rows, print_status_json,
@@ -51,6 +52,11 @@ pub enum CaCommand {
     /// new certificate in place of the old one in every store that trusted
     /// it. Exits with 1 when any store failed.
     Rotate(RotateArgs),
+    /// Add the calling user's root CA, read as PEM from standard input, to
+    /// the system store. Run as root through sudo: the agent does so when
+    /// `[ca] auto_trust` is on, and the Linux package's sudoers rule allows
+    /// it without a password.
+    TrustUser,
 }
 
 /// The CA's location, shared by every `webwarden ca` subcommand.
@@ -156,6 +162,7 @@ pub fn run(command: &CaCommand) -> Result<ExitCode, CliError> {
         CaCommand::Uninstall(args) => uninstall(args),
         CaCommand::Status(args) => status(args),
         CaCommand::Rotate(args) => rotate(args),
+        CaCommand::TrustUser => trust_user::run(),
     }
 }
 

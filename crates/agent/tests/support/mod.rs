@@ -374,6 +374,8 @@ pub fn isolate_environment(command: &mut Command, dir: &Path) {
     }
     command.env("XDG_CONFIG_HOME", dir.join("config"));
     command.env("XDG_DATA_HOME", dir.join("share"));
+    // An installed package's policy file would override the test's settings.
+    command.env("WEBWARDEN_POLICY_FILE", dir.join("no-policy.toml"));
     let no_bus = dir.join("no-session-bus");
     command.env(
         "DBUS_SESSION_BUS_ADDRESS",
