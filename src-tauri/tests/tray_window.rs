@@ -275,7 +275,10 @@ fn tray_app_window_and_menu() {
     );
     let events = std::fs::read_to_string(data_dir.join("events.jsonl")).unwrap();
     assert!(events.contains("FilteringPaused") && events.contains("FilteringResumed"));
-    assert!(events.contains("AgentStopped"), "the SIEM learns that filtering stopped");
+    assert!(
+        events.contains("AgentStopped"),
+        "the SIEM learns that filtering stopped"
+    );
     let status = status_json(&data_dir).unwrap();
     assert!(status["stoppedAt"].is_string(), "{status}");
 }
