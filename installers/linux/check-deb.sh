@@ -26,12 +26,15 @@ cleanup() {
     userdel -r "$user" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
-trap cleanup EXIT
-
 [ "$(id -u)" = 0 ] || fail "run as root: this installs a package"
 if dpkg -s webwarden >/dev/null 2>&1; then
     fail "webwarden is already installed; remove it first (dpkg -P webwarden)"
 fi
+if id "$user" >/dev/null 2>&1; then
+    fail "the user $user exists; this check creates and deletes it, so remove it first"
+fi
+# Set only now, so the checks above never purge an existing installation.
+trap cleanup EXIT
 
 step "lintian"
 lintian --fail-on error "$package"

@@ -331,6 +331,9 @@ fn project_dirs() -> Option<ProjectDirs> {
     ProjectDirs::from("", "", "webwarden")
 }
 
+/// The largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Reads the configuration: the given file (which must exist), else the
 /// default file if it exists, else defaults; then lays the administrator's
 /// policy file over it.
@@ -346,9 +349,15 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<PathB
     };
     let mut table = toml::Table::new();
     if let Some(path) = &path {
-        let text = std::fs::read_to_string(path)
+        // Bounded and without blocking on a FIFO: root reads users' files
+        // when the package is removed.
+        let bytes = webwarden_system::file::read_regular_file(path, MAX_CONFIG_BYTES)
+            .map_err(|err| anyhow!("{err}"))
             .with_context(|| format!("failed to read config file {}", path.display()))?;
         let invalid = || format!("invalid config file {}", path.display());
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("not UTF-8 text"))
+            .with_context(invalid)?;
         // Parsed as a configuration first, so a mistake names its line.
         parse(&text).with_context(invalid)?;
         table = toml::from_str(&text).with_context(invalid)?;

@@ -6,7 +6,8 @@
 //! The certificate comes on standard input, never as a path, so root opens
 //! no file that the user controls. Each user has at most one certificate
 //! there: the one added before for the same user is removed first, and
-//! `/var/lib/webwarden/trusted/uid-<UID>.pem` records which one it is.
+//! `/var/lib/webwarden/trusted/uid-<UID>.pem` records which one it is. A
+//! certificate that another user's record also names stays in the store.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,10 @@ pub const RECORD_DIR: &str = "/var/lib/webwarden/trusted";
 /// The largest certificate read from standard input.
 const MAX_INPUT: u64 = 64 * 1024;
 
+/// The lowest UID of a person's account on Debian (`UID_MIN`); system
+/// accounts such as www-data cannot use this command.
+const MIN_UID: u32 = 1000;
+
 /// Runs `webwarden ca trust-user`.
 pub fn run() -> Result<ExitCode, CliError> {
     let uid: u32 = std::env::var("SUDO_UID")
@@ -42,6 +47,11 @@ pub fn run() -> Result<ExitCode, CliError> {
                 "SUDO_UID is not set: run this as `sudo -n {SUDO_PROGRAM} ca trust-user < ca.pem` as the user whose CA it is"
             ))
         })?;
+    if uid < MIN_UID {
+        return Err(CliError::Usage(anyhow!(
+            "uid {uid} is a system account; only users with a UID of {MIN_UID} or more can have their CA trusted"
+        )));
+    }
     let mut text = String::new();
     std::io::stdin()
         .take(MAX_INPUT)
@@ -64,9 +74,12 @@ pub fn run() -> Result<ExitCode, CliError> {
             CliError::Failed(anyhow!("this OS has no system trust store webwarden knows"))
         })?;
 
+    // One change at a time, so two calls cannot leave two CAs for a user.
+    let _lock = lock_records().map_err(CliError::Failed)?;
     let record = Path::new(RECORD_DIR).join(format!("uid-{uid}.pem"));
     if let Ok(previous) = CaCertificate::read_file(&record) {
-        if previous.sha256_hex() != ca.sha256_hex() {
+        let shared = recorded_elsewhere(&record, &previous);
+        if previous.sha256_hex() != ca.sha256_hex() && !shared {
             store.uninstall(&previous).map_err(|err| {
                 CliError::Failed(anyhow!(
                     "failed to remove the previous CA of uid {uid}: {err}"
@@ -88,6 +101,37 @@ pub fn run() -> Result<ExitCode, CliError> {
         store.location()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Locks the records directory, creating it when missing.
+fn lock_records() -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(RECORD_DIR)
+        .with_context(|| format!("failed to create {RECORD_DIR}"))?;
+    let path = Path::new(RECORD_DIR).join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("failed to lock {}", path.display()))?;
+    Ok(file)
+}
+
+/// Checks whether another user's record holds the same certificate, which
+/// must then stay in the store.
+fn recorded_elsewhere(record: &Path, ca: &CaCertificate) -> bool {
+    let Ok(entries) = std::fs::read_dir(RECORD_DIR) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        path != record
+            && path.extension().is_some_and(|ext| ext == "pem")
+            && CaCertificate::read_file(&path)
+                .is_ok_and(|other| other.sha256_hex() == ca.sha256_hex())
+    })
 }
 
 fn write_record(record: &PathBuf, ca: &CaCertificate) -> anyhow::Result<()> {
