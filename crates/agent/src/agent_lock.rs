@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn second_agent_is_refused_with_pid() {
         let dir = tempfile::tempdir().unwrap();
-        let held = acquire(dir.path()).unwrap();
+        let first = acquire(dir.path()).unwrap();
         let Err(CliError::Usage(err)) = acquire(dir.path()) else {
             panic!("the second lock must fail");
         };
@@ -77,7 +77,7 @@ mod tests {
             text.contains(&format!("pid {}", std::process::id())),
             "{text}"
         );
-        drop(held);
+        drop(first);
         acquire(dir.path()).unwrap();
     }
 }
