@@ -1,11 +1,11 @@
-//! The webwarden tray app: runs the same agent as `webwarden run` inside
-//! its own process, and shows its state to the employee as a tray icon
-//! (filtering, degraded, stopped), a menu whose first line says the state
-//! in words, a notification per block within limits, and a status window
-//! built from `ui/`.
+//! The webwarden tray app. It runs the same agent as `webwarden run` inside
+//! its own process and shows the agent's state to the employee: a tray icon
+//! (filtering, degraded, stopped), a menu whose first line states it in
+//! words, a notification per block within limits, and a status window built
+//! from `ui/`.
 //!
-//! The state it shows comes from `webwarden-tray-state` and [`view`]; this
-//! crate wires them to Tauri and adds no filtering of its own.
+//! The state comes from `webwarden-tray-state` and [`view`]. This crate
+//! wires them to Tauri and adds no filtering of its own.
 
 use std::process::ExitCode;
 use std::sync::Arc;

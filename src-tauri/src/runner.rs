@@ -7,7 +7,7 @@ use std::time::Duration;
 use tauri::{AppHandle, Runtime};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::broadcast::error::RecvError;
-use webwarden::{Agent, AgentHandle, RunArgs};
+use webwarden::{Agent, AgentHandle, BlockNotice, RunArgs};
 
 use crate::shared::{refresh, Shared};
 
@@ -15,7 +15,7 @@ use crate::shared::{refresh, Shared};
 const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
 /// Starts the agent with `args` on a new thread. When it stops because of
-/// Quit or a stop signal the app exits; when it fails, the tray shows why.
+/// Quit or a stop signal, the app exits. When it fails, the tray shows why.
 pub fn spawn<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, args: RunArgs) {
     let started = std::thread::Builder::new()
         .name("webwarden-agent".to_owned())
@@ -66,7 +66,7 @@ async fn run<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, args: RunArgs) 
             app.exit(0);
         }
         Err(err) => {
-            tracing::error!(error = %err, "webwarden stopped");
+            tracing::error!(error = %err, "webwarden stopped with an error");
             stopped(&app, &shared, Some(err.to_string()));
             if shared.quitting() {
                 app.exit(0);
@@ -97,31 +97,39 @@ fn escape_markup(text: &str) -> String {
 }
 
 /// Lists each block in the window and raises the notifications the
-/// limits allow.
+/// limits allow. Blocks that arrived together share one refresh, so a burst
+/// of blocks does not rebuild the view once per request.
 async fn forward_blocks<R: Runtime>(app: AppHandle<R>, shared: Arc<Shared>, agent: AgentHandle) {
     let mut blocks = agent.subscribe_blocks();
     loop {
-        let notice = match blocks.recv().await {
-            Ok(notice) => notice,
+        match blocks.recv().await {
+            Ok(notice) => notify(&app, &shared, &notice),
             Err(RecvError::Lagged(skipped)) => {
                 tracing::debug!(skipped, "the tray fell behind the blocked requests");
-                continue;
             }
             Err(RecvError::Closed) => return,
-        };
-        if let Some(notification) = shared.blocked(&notice) {
-            // Notification servers read a subset of HTML in the body.
-            let shown = app
-                .notification()
-                .builder()
-                .title(format!("webwarden blocked {}", notification.host))
-                .body(escape_markup(&notification.body()))
-                .show();
-            if let Err(err) = shown {
-                tracing::debug!(error = %err, "failed to show a notification");
-            }
+        }
+        while let Ok(notice) = blocks.try_recv() {
+            notify(&app, &shared, &notice);
         }
         refresh(&app, &shared);
+    }
+}
+
+/// Records one block and shows its notification, if any.
+fn notify<R: Runtime>(app: &AppHandle<R>, shared: &Shared, notice: &BlockNotice) {
+    let Some(notification) = shared.blocked(notice) else {
+        return;
+    };
+    // Notification servers read a subset of HTML in the body.
+    let result = app
+        .notification()
+        .builder()
+        .title(format!("webwarden blocked {}", notification.host))
+        .body(escape_markup(&notification.body()))
+        .show();
+    if let Err(err) = result {
+        tracing::debug!(error = %err, "failed to show a notification");
     }
 }
 

@@ -10,7 +10,7 @@ pub const SETTINGS_FILE: &str = "tray-settings.json";
 /// The largest settings file read; the app writes a few dozen bytes.
 pub const MAX_SETTINGS_BYTES: u64 = 64 * 1024;
 
-/// What the employee chose in the window.
+/// The employee's choices in the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct UserSettings {
@@ -33,7 +33,7 @@ pub struct SettingsFile {
 }
 
 impl SettingsFile {
-    /// The settings file of `data_dir`.
+    /// Returns the settings file of `data_dir`.
     pub fn in_dir(data_dir: &Path) -> SettingsFile {
         SettingsFile {
             path: data_dir.join(SETTINGS_FILE),
@@ -106,11 +106,11 @@ mod tests {
     fn fifo_or_huge_file_gives_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(SETTINGS_FILE);
-        let made = std::process::Command::new("mkfifo")
+        let mkfifo = std::process::Command::new("mkfifo")
             .arg(&path)
             .status()
             .unwrap();
-        assert!(made.success());
+        assert!(mkfifo.success());
         assert!(
             SettingsFile::in_dir(dir.path()).load().notifications,
             "a FIFO does not block"

@@ -84,7 +84,7 @@ impl Shared {
         inner.phase = Phase::Stopped(reason);
     }
 
-    /// The running agent.
+    /// Returns the running agent.
     pub fn agent(&self) -> Option<AgentHandle> {
         self.lock().agent.clone()
     }
@@ -137,7 +137,7 @@ impl Shared {
         self.lock().autostart = enabled;
     }
 
-    /// The request-access link from the policy.
+    /// Returns the request-access link from the policy.
     pub fn request_access_url(&self) -> Option<String> {
         self.lock().policy.request_access_url.clone()
     }
@@ -147,7 +147,7 @@ impl Shared {
         self.quitting.store(true, Ordering::SeqCst);
     }
 
-    /// Whether the employee chose Quit.
+    /// Returns whether the employee chose Quit.
     pub fn quitting(&self) -> bool {
         self.quitting.load(Ordering::SeqCst)
     }

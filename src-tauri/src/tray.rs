@@ -16,7 +16,7 @@ use crate::view::{menu_lines, MenuLines, View};
 /// The tray icon's ID.
 pub const TRAY_ID: &str = "webwarden";
 
-/// How long "Pause filtering" pauses.
+/// The duration of "Pause filtering".
 pub const PAUSE_FOR: Duration = Duration::from_secs(15 * 60);
 
 const OPEN_ID: &str = "open";
@@ -188,8 +188,7 @@ fn on_menu_event<R: Runtime>(app: &AppHandle<R>, event: MenuEvent) {
 /// Pauses filtering for [`PAUSE_FOR`], or resumes it while paused.
 pub fn toggle_pause(shared: &Shared) {
     let Some(agent) = shared.agent() else { return };
-    let paused = agent.status().paused_until.is_some();
-    if paused {
+    if agent.paused_until().is_some() {
         agent.resume();
     } else if let Err(err) = agent.pause(PAUSE_FOR) {
         tracing::warn!(error = %err, "failed to pause filtering");

@@ -1,14 +1,14 @@
-//! What the window and the tray menu show, computed from the agent's status
-//! without touching Tauri, so it is tested without a display.
+//! The contents of the window and the tray menu, computed from the agent's
+//! status without Tauri, so they are tested without a display.
 
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
-use webwarden::{AgentStatus, TraySection};
+use webwarden::{age_text, AgentStatus, TraySection};
 use webwarden_system::sysproxy::ProxyState;
-use webwarden_tray_state::{assess, Health, ListHealth, RecentBlocks, SinkHealth, TrayState};
+use webwarden_tray_state::{assess, Health, ListHealth, RecentBlocks, SinkHealth};
 
-/// Whether the agent runs, as the tray app knows it.
+/// The agent's lifecycle, as the tray app sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Phase {
     /// The agent is loading its lists and CA.
@@ -52,7 +52,7 @@ pub struct View {
     pub status_line: String,
     /// Each problem, most important first.
     pub problems: Vec<String>,
-    /// Why the agent stopped, when it failed.
+    /// The reason the agent stopped, when it failed.
     pub error: Option<String>,
     /// The agent's status, once it runs.
     pub agent: Option<AgentStatus>,
@@ -66,7 +66,7 @@ pub struct View {
     pub can_pause: bool,
     /// The policy offers quitting.
     pub can_quit: bool,
-    /// Where to ask for access to a blocked site.
+    /// The link for requesting access to a blocked site.
     pub request_access_url: Option<String>,
     /// The app starts at login.
     pub autostart: bool,
@@ -79,7 +79,7 @@ pub struct ViewInput<'a> {
     pub phase: &'a Phase,
     /// The agent's status, when it runs.
     pub status: Option<AgentStatus>,
-    /// What the policy allows; default values before the agent started.
+    /// The `[tray]` settings; defaults before the agent started.
     pub policy: &'a TraySection,
     /// The recent blocks.
     pub recent: &'a RecentBlocks,
@@ -97,11 +97,7 @@ pub fn build(input: ViewInput<'_>) -> View {
         _ => Health::default(),
     };
     let assessment = assess(&health);
-    let state = match assessment.state {
-        TrayState::Filtering => "filtering",
-        TrayState::Degraded => "degraded",
-        TrayState::Stopped => "stopped",
-    };
+    let state = assessment.state.as_str();
     let status_line = match input.phase {
         Phase::Starting => "Starting webwarden…".to_owned(),
         _ => assessment.status_line,
@@ -240,18 +236,6 @@ pub fn menu_lines(view: &View, now: OffsetDateTime) -> MenuLines {
             .can_pause
             .then_some(if paused { RESUME_LABEL } else { PAUSE_LABEL }),
         quit: view.can_quit,
-    }
-}
-
-/// Renders an age in seconds as `12 s ago`, `5 min ago`, `3 h ago` or
-/// `2 days ago`.
-pub fn age_text(seconds: i64) -> String {
-    let seconds = seconds.max(0);
-    match seconds {
-        0..=119 => format!("{seconds} s ago"),
-        120..=7199 => format!("{} min ago", seconds / 60),
-        7200..=172_799 => format!("{} h ago", seconds / 3600),
-        _ => format!("{} days ago", seconds / 86_400),
     }
 }
 

@@ -1,7 +1,8 @@
-//! The built tray app on a throwaway X desktop: one allowed and one blocked
-//! request through its proxy, the window listing the blocked one, the
-//! notification, the tray icon's colour, pause and resume from the tray
-//! menu, a second start showing the first instance, and Quit.
+//! The built tray app on a throwaway X desktop. One allowed and one blocked
+//! request go through its proxy, and the test checks the window's list of
+//! blocks, the notification and the tray icon's colour. It then pauses and
+//! resumes from the tray menu, closes the window, starts a second copy and
+//! quits.
 //!
 //! Needs Xvfb, dbus-daemon, dbus-monitor, trayer, xdotool and ImageMagick;
 //! skipped without them unless `WEBWARDEN_REQUIRE_DESKTOP=1`. The
@@ -39,7 +40,7 @@ fn screenshots() -> PathBuf {
     dir
 }
 
-/// An origin on a loopback address that answers `ok` to up to 50
+/// Starts an origin on a loopback address that responds `ok` to up to 50
 /// connections.
 fn origin(ip: &str) -> SocketAddr {
     let listener = TcpListener::bind((ip, 0)).unwrap();
@@ -79,7 +80,7 @@ fn status_json(data_dir: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&text).ok()
 }
 
-/// The text between the "Recently blocked" heading and the next one.
+/// Returns the text between the "Recently blocked" heading and the next one.
 fn recent_blocks_text(report: &str) -> String {
     let lower = report.to_lowercase();
     let start = lower.find("recently blocked").unwrap_or(0);
@@ -117,7 +118,7 @@ fn tray_app_window_and_menu() {
     let shots = screenshots();
 
     // Notifications go to org.freedesktop.Notifications on the session
-    // bus; dbus-monitor records each call whether or not a daemon answers.
+    // bus; dbus-monitor records each call whether or not a daemon handles it.
     let notifications = root.path().join("notifications.txt");
     let monitor = desktop
         .command("dbus-monitor")
@@ -151,7 +152,7 @@ fn tray_app_window_and_menu() {
     assert_eq!(curl(&proxy, &format!("http://{allowed}/page")), 200);
     assert_eq!(curl(&proxy, "http://blocked.test/casino"), 403);
 
-    let shown = wait_for(
+    let listed = wait_for(
         Duration::from_secs(30),
         "the window to list the block",
         || {
@@ -160,10 +161,10 @@ fn tray_app_window_and_menu() {
             blocks.contains("blocked.test").then_some(blocks)
         },
     );
-    assert!(shown.contains("Gambling"), "{shown}");
+    assert!(listed.contains("Gambling"), "{listed}");
     assert!(
-        !shown.contains(&allowed.to_string()),
-        "the allowed request is not listed as blocked: {shown}"
+        !listed.contains(&allowed.to_string()),
+        "the allowed request is not listed as blocked: {listed}"
     );
     std::thread::sleep(Duration::from_millis(3000));
     desktop.screenshot(&shots.join("tray-window.png"));
@@ -177,7 +178,7 @@ fn tray_app_window_and_menu() {
     // The window's settings, reached with the keyboard: Tab goes to the
     // pause button, the notification box, then the login entry box.
     desktop.type_keys("webwarden", &["Tab", "Tab", "Tab", "space"]);
-    // The autostart plugin writes to ~/.config whatever XDG_CONFIG_HOME says.
+    // The autostart plugin writes to ~/.config and ignores XDG_CONFIG_HOME.
     let entry = root.path().join("home/.config/autostart/webwarden.desktop");
     let entry = wait_for(Duration::from_secs(10), "the login entry", || {
         std::fs::read_to_string(&entry).ok()
@@ -274,7 +275,8 @@ fn tray_app_window_and_menu() {
         "the proxy is gone"
     );
     let events = std::fs::read_to_string(data_dir.join("events.jsonl")).unwrap();
-    assert!(events.contains("FilteringPaused") && events.contains("FilteringResumed"));
+    assert!(events.contains("FilteringPaused"));
+    assert!(events.contains("FilteringResumed"));
     assert!(
         events.contains("AgentStopped"),
         "the SIEM learns that filtering stopped"

@@ -53,7 +53,7 @@ pub struct FileConfig {
     /// The OS proxy settings and the PAC file that they point at.
     #[serde(default)]
     pub system_proxy: SystemProxySection,
-    /// What the tray app lets the employee do and shows them.
+    /// The tray app's options for the employee.
     #[serde(default)]
     pub tray: TraySection,
     /// The administrator's policy file laid over this configuration, if any.
@@ -72,12 +72,12 @@ pub struct TraySection {
     /// (default true).
     #[serde(default = "yes")]
     pub allow_quit: bool,
-    /// Show a notification for every block, whatever the employee's own
-    /// setting says (default false).
+    /// Show a notification for every block, overriding the employee's own
+    /// setting (default false).
     #[serde(default)]
     pub force_notifications: bool,
-    /// Where the employee asks for access to a blocked site, an `https://`
-    /// or `mailto:` URL shown in the tray window.
+    /// The link for requesting access to a blocked site, an `https://`,
+    /// `http://` or `mailto:` URL shown in the tray window.
     pub request_access_url: Option<String>,
 }
 
@@ -502,12 +502,15 @@ action = "allow"
     #[test]
     fn tray_defaults_allow_pause_and_quit() {
         let tray = parse("").unwrap().tray;
-        assert!(tray.allow_pause && tray.allow_quit);
+        assert!(tray.allow_pause);
+        assert!(tray.allow_quit);
         assert!(!tray.force_notifications);
         let tray = parse("[tray]\nallow_pause = false\nforce_notifications = true\n")
             .unwrap()
             .tray;
-        assert!(!tray.allow_pause && tray.allow_quit && tray.force_notifications);
+        assert!(!tray.allow_pause);
+        assert!(tray.allow_quit);
+        assert!(tray.force_notifications);
     }
 
     #[test]
@@ -523,7 +526,8 @@ action = "allow"
             let text = format!("[tray]\nrequest_access_url = \"{bad}\"\n");
             let err = parse(&text).unwrap().tray.validate().unwrap_err();
             let text = format!("{err:#}");
-            assert!(text.contains(bad) && text.contains(says), "{text}");
+            assert!(text.contains(bad), "{text}");
+            assert!(text.contains(says), "{text}");
         }
     }
 }

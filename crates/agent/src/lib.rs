@@ -48,7 +48,7 @@ pub use config::TraySection;
 pub use logging::init as init_logging;
 pub use pause::{PauseError, MAX_PAUSE};
 pub use run::{Agent, AgentHandle, BlockNotice, RunArgs};
-pub use status::{AgentStatus, CaView, SinkView, TrustStoreView};
+pub use status::{age_text, AgentStatus, CaView, SinkView, TrustStoreView};
 pub use updates::ListStatus;
 
 // Counting is off unless `webwarden list stats` starts it, so every other

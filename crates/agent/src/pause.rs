@@ -1,9 +1,9 @@
 //! Pausing filtering for a while, when the policy allows it.
 //!
 //! The proxy reads its rules from its own [`SharedPolicy`]. Normally that
-//! holds the lists' current policy; while paused it holds an empty one, so
-//! every check (by host, by resolved address, for tunnels) lets requests
-//! through and they are reported as allowed. The SIEM gets one event when
+//! contains the lists' current policy. While paused it contains an empty
+//! one, so every check (by host, by resolved address, for tunnels) lets
+//! requests through and they are reported as allowed. The SIEM gets one event when
 //! the pause starts and one when filtering runs again.
 
 use std::sync::{Arc, Mutex};
@@ -17,10 +17,10 @@ use webwarden_events::{
 use webwarden_policy::{Policy, PolicyBuilder};
 use webwarden_proxy::SharedPolicy;
 
-/// The longest pause the agent accepts.
+/// The maximum pause the agent accepts.
 pub const MAX_PAUSE: Duration = Duration::from_secs(60 * 60);
 
-/// Why a pause was refused.
+/// The reason a pause was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PauseError {
     /// The `[tray] allow_pause` setting is false.
@@ -80,12 +80,12 @@ impl PauseSwitch {
         }
     }
 
-    /// The policy the proxy reads.
+    /// Returns the policy the proxy reads.
     pub fn proxy_policy(&self) -> SharedPolicy {
         Arc::clone(&self.inner.proxy)
     }
 
-    /// The end of the current pause, or `None` while filtering.
+    /// Returns the end of the current pause, or `None` while filtering.
     pub fn paused_until(&self) -> Option<OffsetDateTime> {
         *self.lock()
     }

@@ -2,7 +2,7 @@
 //! configuration file and takes priority over it.
 //!
 //! Installers put it at [`default_policy_path`]. Each top-level key it sets
-//! replaces the user's value; inside a table such as `[tray]` each key it
+//! replaces the user's value. Inside a table such as `[tray]`, each key it
 //! sets replaces the user's key of that table. Lists and SIEM sinks, when
 //! the policy has any, replace the user's entirely.
 
@@ -47,7 +47,7 @@ pub fn policy_path() -> PathBuf {
 /// A policy file that was read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    /// Where it was read from.
+    /// The file it was read from.
     pub path: PathBuf,
     /// Its settings.
     pub table: Table,

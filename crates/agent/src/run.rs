@@ -120,7 +120,7 @@ impl std::fmt::Debug for AgentHandle {
 }
 
 impl AgentHandle {
-    /// The agent's current state, as the status file shows it.
+    /// Returns the agent's current state, as the status file shows it.
     pub fn status(&self) -> AgentStatus {
         self.status.snapshot()
     }
@@ -142,18 +142,23 @@ impl AgentHandle {
         Ok(until)
     }
 
+    /// Returns when the current pause ends, or `None` while filtering.
+    pub fn paused_until(&self) -> Option<OffsetDateTime> {
+        self.pause.paused_until()
+    }
+
     /// Ends a pause now.
     pub fn resume(&self) {
         self.pause.resume();
         self.status.write();
     }
 
-    /// What the administrator lets the tray app offer.
+    /// Returns the `[tray]` settings: what the tray app may offer.
     pub fn tray_settings(&self) -> &TraySection {
         &self.tray
     }
 
-    /// The agent's data directory.
+    /// Returns the agent's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }

@@ -201,7 +201,7 @@ impl StatusWriter {
     }
 
     /// Records that the agent stopped and writes the file a last time, so
-    /// `webwarden status` says so at once.
+    /// `webwarden status` reports it at once.
     pub fn mark_stopped(&self) {
         {
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -361,7 +361,13 @@ fn ago(time: Option<&str>) -> String {
     let Ok(at) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) else {
         return text.to_owned();
     };
-    let seconds = (OffsetDateTime::now_utc() - at).whole_seconds().max(0);
+    age_text((OffsetDateTime::now_utc() - at).whole_seconds())
+}
+
+/// Renders an age in seconds as `12 s ago`, `5 min ago`, `3 h ago` or
+/// `2 days ago`; a negative age (clock skew) counts as 0.
+pub fn age_text(seconds: i64) -> String {
+    let seconds = seconds.max(0);
     match seconds {
         0..=119 => format!("{seconds} s ago"),
         120..=7199 => format!("{} min ago", seconds / 60),
@@ -443,4 +449,18 @@ pub fn run(args: &StatusArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(age_text(-5), "0 s ago");
+        assert_eq!(age_text(119), "119 s ago");
+        assert_eq!(age_text(600), "10 min ago");
+        assert_eq!(age_text(3 * 3600), "3 h ago");
+        assert_eq!(age_text(3 * 86_400), "3 days ago");
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::{mpsc, Arc};
 
 use crate::{Event, SiemEvent};
 
-/// A function that sees each request event before it is queued.
+/// A function called with each request event before it is queued.
 pub type EventObserver = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// The sending half: cheap to clone, and [`EventSender::send`] never waits.

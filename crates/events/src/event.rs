@@ -176,7 +176,7 @@ impl Event {
     }
 }
 
-/// A blocked request event for tests.
+/// Returns a blocked request event for tests.
 #[cfg(test)]
 pub(crate) fn sample_event() -> Event {
     Event {

@@ -19,6 +19,18 @@ pub enum TrayState {
     Stopped,
 }
 
+impl TrayState {
+    /// Returns the lower-case name, such as `degraded`, which also names
+    /// the state's tray icon.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrayState::Filtering => "filtering",
+            TrayState::Degraded => "degraded",
+            TrayState::Stopped => "stopped",
+        }
+    }
+}
+
 /// The agent's state, as the tray reads it from the agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Health {

@@ -51,7 +51,8 @@ fn running_agent_lists_blocks() {
     assert_eq!(view.state, "filtering");
     assert_eq!(view.status_line, "Filtering: all is well");
     assert_eq!(view.recent[0].host, "casino.test");
-    assert!(view.can_pause && view.can_quit);
+    assert!(view.can_pause);
+    assert!(view.can_quit);
     let lines = menu_lines(&view, datetime!(2026-12-05 10:05 UTC));
     assert_eq!(
         lines.lists,
@@ -102,7 +103,8 @@ fn policy_hides_pause_and_quit() {
     let lines = menu_lines(&view, datetime!(2026-12-05 10:05 UTC));
     assert_eq!(lines.pause, None);
     assert!(!lines.quit);
-    assert!(view.notifications.enabled && view.notifications.forced);
+    assert!(view.notifications.enabled);
+    assert!(view.notifications.forced);
     assert_eq!(
         view.request_access_url.as_deref(),
         Some("https://it.corp.test/access")
@@ -135,11 +137,6 @@ fn starting_agent_says_so() {
 }
 
 #[test]
-fn ages_read_naturally() {
-    assert_eq!(age_text(-5), "0 s ago");
-    assert_eq!(age_text(119), "119 s ago");
-    assert_eq!(age_text(600), "10 min ago");
-    assert_eq!(age_text(3 * 3600), "3 h ago");
-    assert_eq!(age_text(3 * 86_400), "3 days ago");
+fn unparsed_clock_time_kept() {
     assert_eq!(clock_time("not a time"), "not a time");
 }

@@ -100,8 +100,8 @@ impl Desktop {
         desktop
     }
 
-    /// A command that runs inside this desktop: its display, bus and
-    /// directories, and nothing of the caller's session.
+    /// Returns a command that runs inside this desktop, with its display,
+    /// bus and directories and nothing of the caller's session.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
         command
@@ -159,9 +159,9 @@ impl Desktop {
             .count()
     }
 
-    /// Returns the centre of the tray icon: the right end of trayer's
-    /// panel (its widest window; the others are hidden helpers), which
-    /// holds only the tray app's icon.
+    /// Returns the centre of the tray icon, at the right end of trayer's
+    /// panel. The panel is trayer's widest window, because the others are
+    /// hidden helpers, and it contains only the tray app's icon.
     pub fn tray_icon(&self) -> (u32, u32) {
         let output = self.run("xdotool", &["search", "--sync", "--class", "trayer"]);
         let windows = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -186,7 +186,7 @@ impl Desktop {
         (field("X"), field("Y"), field("WIDTH"), field("HEIGHT"))
     }
 
-    /// The visible windows titled exactly `title`.
+    /// Returns the visible windows titled exactly `title`.
     pub fn visible_windows(&self, title: &str) -> Vec<String> {
         let pattern = format!("^{title}$");
         let output = self

@@ -27,7 +27,7 @@ pub const SUDO_PROGRAM: &str = "/usr/bin/webwarden";
 #[cfg(target_os = "macos")]
 pub const SUDO_PROGRAM: &str = "/usr/local/bin/webwarden";
 
-/// Where the certificate added for each user is recorded.
+/// The directory of records naming the certificate added for each user.
 pub const RECORD_DIR: &str = "/var/lib/webwarden/trusted";
 
 /// The largest certificate read from standard input.
@@ -61,6 +61,8 @@ pub fn run() -> Result<ExitCode, CliError> {
     let ca = CaCertificate::from_pem(&text).map_err(|err| {
         CliError::Usage(anyhow!("invalid CA certificate on standard input: {err}"))
     })?;
+    // NOTE: this guards against mistakes only, since anyone can make a CA
+    // whose subject contains "webwarden".
     if !ca.subject().contains("webwarden") {
         return Err(CliError::Usage(anyhow!(
             "the certificate {} is not a webwarden root CA; only those are added this way",
@@ -119,7 +121,7 @@ fn lock_records() -> anyhow::Result<std::fs::File> {
     Ok(file)
 }
 
-/// Checks whether another user's record holds the same certificate, which
+/// Checks whether another user's record names the same certificate, which
 /// must then stay in the store.
 fn recorded_elsewhere(record: &Path, ca: &CaCertificate) -> bool {
     let Ok(entries) = std::fs::read_dir(RECORD_DIR) else {
